@@ -1,0 +1,284 @@
+"""Types: argument signatures, NumPy 2 promotion (NEP 50: Python scalars are weak), inference of locals.
+
+After `annotate`, every operation's operands carry explicit `Cast`s to the type the operation computes in,
+and every operation is wrapped in a `Cast` to its result type, so emitters read types off the tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import expr as E
+from .errors import TypingError
+from .functions import BINARY_FLOAT, ROUNDING, UNARY_FLOAT
+
+DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Ty:
+    """A scalar type; `weak` marks Python int/float/bool values (NEP 50)."""
+
+    dtype: str
+    weak: bool = False
+
+    @property
+    def kind(self) -> str:
+        return np.dtype(self.dtype).kind  # b i u f
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{' (weak)' if self.weak else ''}"
+
+
+@dataclass(frozen=True)
+class ArrayType:
+    dtype: str
+    ndim: int
+    layout: str = "C"  # "C" or "A" (any strides)
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(':' * self.ndim)}{'' if self.ndim else ''}], {self.layout}"
+
+
+INT = Ty("int64", True)
+FLOAT = Ty("float64", True)
+BOOL = Ty("bool")
+
+
+def dtype_name(dt) -> str:
+    name = np.dtype(dt).name
+    return "bool" if name == "bool" else name
+
+
+def const_type(value) -> Ty:
+    if isinstance(value, bool):
+        return Ty("bool", True)
+    if isinstance(value, int):
+        return INT
+    return FLOAT
+
+
+def promote(a: Ty, b: Ty) -> Ty:
+    """NumPy 2's result type for a binary operation on values of types a and b."""
+    if a.weak and b.weak:
+        if "f" in (a.kind, b.kind):
+            return FLOAT
+        if a.kind == "b" and b.kind == "b":
+            return Ty("bool", True)
+        return INT
+    if a.weak or b.weak:
+        weak, strong = (a, b) if a.weak else (b, a)
+        if weak.kind == "b" or (weak.kind in "iu" and strong.kind in "iuf"):
+            return Ty(strong.dtype)
+        if weak.kind in "iu":  # strong bool
+            return Ty("int64")
+        return Ty(strong.dtype) if strong.kind == "f" else Ty("float64")
+    return Ty(dtype_name(np.result_type(a.dtype, b.dtype)))
+
+
+def float_type(t: Ty, loc=None) -> Ty:
+    """The type numpy's float ufuncs (np.sqrt, ...) compute in for an argument of type t."""
+    if t.kind == "f":
+        return Ty(t.dtype)
+    if t.weak or t.dtype in ("int32", "int64", "uint32", "uint64"):
+        return Ty("float64")
+    if t.dtype in ("int16", "uint16"):
+        return Ty("float32")
+    raise TypingError(f"numpy would compute this in float16, which polyjit does not support ({t.dtype} input)",
+                      loc, "convert the argument first, e.g. np.float32(x) or float(x)")
+
+
+def join(a: Ty | None, b: Ty, name: str, loc) -> Ty:
+    """The type of a local that holds values of types a and b at different points."""
+    if a is None or a == b:
+        return b
+    if (a.kind == "b") != (b.kind == "b"):
+        raise TypingError(f"variable `{name}` would change type from {a.dtype} to {b.dtype}", loc,
+                          "use a separate variable for each type, or convert explicitly with int()/float()")
+    j = promote(a, b)
+    return Ty(j.dtype, a.weak and b.weak)
+
+
+class Typer:
+    """Infers types of locals and annotates expressions with casts.
+
+    `env` maps names to Ty (scalars) or ArrayType (arrays); locals are added by `infer_locals`.
+    """
+
+    def __init__(self, env: dict):
+        self.env = dict(env)
+
+    def type_of_name(self, v: E.Var) -> Ty:
+        t = self.env.get(v.name)
+        if t is None:
+            raise TypingError(f"`{v.name}` is used before it is assigned", v.loc, "assign it a value first")
+        if isinstance(t, ArrayType):
+            raise TypingError(f"array `{v.name}` used as a scalar", v.loc,
+                              f"index it, e.g. {v.name}[i], or use a slice statement like out[:] = ...")
+        return t
+
+    def annotate(self, e: E.Expr) -> tuple[E.Expr, Ty]:
+        method = getattr(self, f"ann_{type(e).__name__}")
+        return method(e)
+
+    def cast(self, e: E.Expr, have: Ty, want: Ty) -> E.Expr:
+        return e if have.dtype == want.dtype else E.Cast(want.dtype, e, e.loc)
+
+    def ann_Const(self, e):
+        return e, const_type(e.value)
+
+    def ann_Var(self, e):
+        return e, self.type_of_name(e)
+
+    def ann_Shape(self, e):
+        t = self.env.get(e.array)
+        if not isinstance(t, ArrayType):
+            raise TypingError(f"`{e.array}` is not an array argument", e.loc, "`.shape` applies to arrays")
+        if not 0 <= e.dim < t.ndim:
+            raise TypingError(f"`{e.array}` has {t.ndim} dimension(s); shape[{e.dim}] does not exist", e.loc)
+        return e, INT
+
+    def ann_Index(self, e):
+        t = self.env.get(e.array)
+        if not isinstance(t, ArrayType):
+            raise TypingError(f"`{e.array}` is not an array argument", e.loc, "only array arguments can be indexed")
+        if len(e.indices) > t.ndim:
+            raise TypingError(f"too many indices for `{e.array}`: it has {t.ndim} dimension(s)", e.loc)
+        indices = []
+        for i in e.indices:
+            if isinstance(i, E.Slice):
+                parts = [None if p is None else self.int_index(p) for p in (i.start, i.stop)]
+                indices.append(E.Slice(parts[0], parts[1], i.step, i.loc))
+            else:
+                indices.append(self.int_index(i))
+        return E.Index(e.array, tuple(indices), e.loc), Ty(t.dtype)
+
+    def int_index(self, e):
+        a, t = self.annotate(e)
+        if t.kind not in "iu":
+            raise TypingError(f"an index must be an integer, not {t.dtype}", e.loc, "convert with int(...)")
+        return self.cast(a, t, INT)
+
+    def ann_BinOp(self, e):
+        left, lt = self.annotate(e.left)
+        right, rt = self.annotate(e.right)
+        if lt.kind == "b" and rt.kind == "b" and e.op != "truediv":
+            raise TypingError(f"arithmetic `{E.BINARY_SYMBOLS[e.op]}` on two booleans", e.loc,
+                              "convert with int(...) first")
+        t = promote(lt, rt)
+        if e.op == "truediv" and t.kind != "f":
+            t = Ty("float64", t.weak)
+        elif t.kind == "b":
+            t = Ty("int64")
+        node = E.BinOp(e.op, self.cast(left, lt, t), self.cast(right, rt, t), e.loc)
+        return E.Cast(t.dtype, node, e.loc), t
+
+    def ann_UnOp(self, e):
+        operand, t = self.annotate(e.operand)
+        if e.op == "not":
+            return E.UnOp("not", self.truth(operand, t), e.loc), BOOL
+        if t.kind == "b":
+            raise TypingError("unary minus on a boolean", e.loc, "convert with int(...) first")
+        return E.Cast(t.dtype, E.UnOp("neg", operand, e.loc), e.loc), t
+
+    def truth(self, e, t: Ty):
+        return e if t.kind == "b" else E.Compare("ne", e, E.Cast(t.dtype, E.Const(0)), e.loc)
+
+    def ann_Compare(self, e):
+        left, lt = self.annotate(e.left)
+        right, rt = self.annotate(e.right)
+        t = promote(lt, rt)
+        return E.Compare(e.op, self.cast(left, lt, t), self.cast(right, rt, t), e.loc), Ty("bool", lt.weak and rt.weak)
+
+    def ann_BoolOp(self, e):
+        left, lt = self.annotate(e.left)
+        right, rt = self.annotate(e.right)
+        if lt.kind == "b" and rt.kind == "b":
+            return E.BoolOp(e.op, left, right, e.loc), Ty("bool", lt.weak and rt.weak)
+        # Python's `a or b` yields one of the operands: a if truthy(a) else b
+        t = promote(lt, rt)
+        a, b = self.cast(left, lt, t), self.cast(right, rt, t)
+        cond = self.truth(left, lt)
+        sel = E.Select(cond, a, b, e.loc) if e.op == "or" else E.Select(cond, b, a, e.loc)
+        return E.Cast(t.dtype, sel, e.loc), t
+
+    def ann_Select(self, e):
+        cond, ct = self.annotate(e.cond)
+        then, tt = self.annotate(e.then)
+        other, ot = self.annotate(e.other)
+        t = promote(tt, ot)
+        sel = E.Select(self.truth(cond, ct), self.cast(then, tt, t), self.cast(other, ot, t), e.loc)
+        return E.Cast(t.dtype, sel, e.loc), t
+
+    def ann_Call(self, e):
+        args = [self.annotate(a) for a in e.args]
+        name = e.func
+        family, _, base = name.rpartition(".")
+
+        def arity(n):
+            if len(args) != n:
+                raise TypingError(f"{name} takes {n} argument(s), got {len(args)}", e.loc)
+
+        if name in ("min", "max", "np.minimum", "np.maximum", "np.fmin", "np.fmax"):
+            if len(args) < 2 or (family == "np" and len(args) != 2):
+                raise TypingError(f"{name} needs {'two' if family else 'at least two'} scalar arguments", e.loc,
+                                  "min/max of arrays is not supported; write a reduction loop")
+            t = args[0][1]
+            for _, at in args[1:]:
+                t = promote(t, at)
+            if family == "np":
+                t = Ty(t.dtype)
+            return E.Cast(t.dtype, E.Call(name, tuple(self.cast(a, at, t) for a, at in args), e.loc), e.loc), t
+        if name in ("abs", "np.abs"):
+            arity(1)
+            a, t = args[0]
+            if t.kind == "b":
+                t = Ty("int64", t.weak) if name == "abs" else t
+            t = Ty(t.dtype, t.weak and family == "")
+            return E.Cast(t.dtype, E.Call("abs", (self.cast(a, args[0][1], t),), e.loc), e.loc), t
+        if name in ("int", "float", "bool", "round") or base in ("bool_",) or name.startswith("np.") and \
+                base in DTYPES:
+            arity(1)
+            a, t = args[0]
+            target = {"int": INT, "float": FLOAT, "bool": BOOL, "round": INT, "bool_": BOOL}.get(
+                base if family == "np" else name) or Ty(base)
+            if name == "round":
+                a = E.Call("rint", (self.cast(a, t, FLOAT) if t.kind != "f" else a,), e.loc)
+                return self.cast(a, Ty("float64" if t.kind != "f" else t.dtype), target), target
+            if target.kind == "b":
+                return self.truth(a, t), target
+            return (E.Cast(target.dtype, a, e.loc) if t.dtype != target.dtype else a), target
+        if base in UNARY_FLOAT or base in ROUNDING:
+            arity(1)
+            a, t = args[0]
+            if family == "math":
+                if base in ROUNDING:
+                    ft = Ty(t.dtype) if t.kind == "f" else FLOAT
+                    call = E.Call(base, (self.cast(a, t, ft),), e.loc)
+                    return (E.Cast("int64", call, e.loc) if t.kind == "f" else self.cast(a, t, INT)), INT
+                return E.Call(base, (self.cast(a, t, FLOAT),), e.loc), FLOAT
+            if base in ROUNDING and t.kind in "iub":
+                return a, Ty(t.dtype)
+            ft = float_type(t, e.loc)
+            return E.Cast(ft.dtype, E.Call(base, (self.cast(a, t, ft),), e.loc), e.loc), ft
+        if base in BINARY_FLOAT:
+            arity(2)
+            (a, at), (b, bt) = args
+            if family == "math":
+                t = FLOAT
+            else:
+                t = promote(at, bt)
+                t = Ty(t.dtype) if t.kind == "f" or base == "pow" else float_type(Ty(t.dtype), e.loc)
+            if t.kind in "iub":  # np.power on integers
+                return E.Cast(t.dtype, E.BinOp("pow", self.cast(a, at, t), self.cast(b, bt, t), e.loc), e.loc), t
+            return E.Cast(t.dtype, E.Call(base, (self.cast(a, at, t), self.cast(b, bt, t)), e.loc), e.loc), t
+        raise TypingError(f"function {name} is not supported here", e.loc)
+
+    def ann_Slice(self, e):
+        raise TypingError("a slice is only allowed as a subscript", e.loc)
+
+    def ann_Cast(self, e):
+        a, _ = self.annotate(e.operand)
+        return E.Cast(e.dtype, a, e.loc), Ty(e.dtype)

@@ -1,0 +1,17 @@
+"""polyjit: a JIT compiler for numerical Python loops.
+
+    @polyjit.kernel
+    def saxpy(a, x, y, out):
+        for i in range(len(x)):
+            out[i] = a * x[i] + y[i]
+
+At first call the function's source becomes a polyhedral kernel model (isl), schedule hints are applied and
+checked against its dependences, and the loop code is compiled (OpenCL C through pyopencl; x86-64 machine
+code through polyjit.asm once the native backend lands).
+"""
+
+from .analysis.errors import PolyjitError, ScheduleError, TypingError, UnsupportedError
+from .kernel import Kernel, kernel, prange
+
+__version__ = "0.1.0"
+__all__ = ["kernel", "prange", "Kernel", "PolyjitError", "UnsupportedError", "TypingError", "ScheduleError"]

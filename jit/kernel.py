@@ -1,0 +1,200 @@
+"""`@polyjit.kernel`: the decorator, its options, and the per-signature dispatcher."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+
+from .analysis.errors import ScheduleError
+from .signature import arg_type
+
+TARGETS = ("native", "opencl")
+SCHEDULE_KEYWORDS = ("split", "tile", "order", "unroll", "vectorize", "parallel", "schedule", "unsafe")
+
+
+def default_target() -> str:
+    """The native backend is not in yet: OpenCL is the default; POLYJIT_TARGET overrides it."""
+    return os.environ.get("POLYJIT_TARGET", "opencl")
+
+
+@dataclass(frozen=True)
+class Options:
+    target: str | None = None
+    cache: bool = True
+    fastmath: bool = False
+    split: dict | None = None
+    tile: dict | None = None
+    order: tuple | None = None
+    unroll: dict | str | None = None
+    vectorize: dict | str | None = None
+    parallel: str | tuple | None = None
+    schedule: object = None
+    unsafe: bool = False
+
+    def validate(self) -> Options:
+        if self.target is not None and self.target not in TARGETS:
+            raise ValueError(f"target={self.target!r}: choose one of {', '.join(TARGETS)}")
+        for kw in ("split", "tile"):
+            v = getattr(self, kw)
+            if v is not None and not (isinstance(v, dict) and all(
+                    isinstance(k, str) and isinstance(f, int) and f > 0 for k, f in v.items())):
+                raise ScheduleError(f"{kw}= takes a dict of loop name -> positive factor, e.g. {{'i': 16}}")
+        if self.order is not None and not (isinstance(self.order, (tuple, list))
+                                           and all(isinstance(n, str) for n in self.order)):
+            raise ScheduleError("order= takes a tuple of loop names, e.g. ('i', 'k', 'j')")
+        for kw in ("unroll", "vectorize"):
+            v = getattr(self, kw)
+            if v is not None and not isinstance(v, str) and not (isinstance(v, dict) and all(
+                    isinstance(k, str) and isinstance(f, int) and f > 0 for k, f in v.items())):
+                raise ScheduleError(f"{kw}= takes a loop name or a dict of loop name -> positive factor")
+        if self.parallel is not None and not isinstance(self.parallel, str) and not (
+                isinstance(self.parallel, (tuple, list)) and all(isinstance(n, str) for n in self.parallel)):
+            raise ScheduleError("parallel= takes a loop name or a tuple of loop names")
+        if self.schedule is not None and not callable(self.schedule):
+            raise ScheduleError("schedule= takes a callable: model -> model")
+        return self
+
+
+class Kernel:
+    """A Python loop function compiled at first call for each argument signature."""
+
+    def __init__(self, fn, options: Options):
+        self.py_func = fn
+        self.options = options.validate()
+        self._program = None
+        self._lock = threading.RLock()
+        self._dispatch: dict = {}
+        self.stats: dict = {}
+        functools.update_wrapper(self, fn)
+        self._names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+
+    @property
+    def target(self) -> str:
+        return self.options.target or default_target()
+
+    # -- compilation -------------------------------------------------------------------------------------
+    def program(self):
+        if self._program is None:
+            from .analysis.frontend import parse
+            from .pipeline import Trace
+            trace = Trace()
+            self._program = trace.stage("source", parse, self.py_func)
+            self.stats["source"] = trace.times["source"]
+        return self._program
+
+    def _bind(self, args, kwargs):
+        if kwargs:
+            import inspect
+            bound = inspect.signature(self.py_func).bind(*args, **kwargs)
+            args = tuple(bound.arguments[n] for n in self._names)
+        if len(args) != len(self._names):
+            raise TypeError(f"{self.py_func.__name__}() takes {len(self._names)} positional argument(s) but "
+                            f"{len(args)} were given")
+        return args
+
+    def signature(self, args):
+        return {name: arg_type(name, x) for name, x in zip(self._names, args)}
+
+    def specialize(self, *args, **kwargs):
+        """The compiled specialization for these arguments (compiling it on first use)."""
+        args = self._bind(args, kwargs)
+        key = tuple(map(_key, args))
+        hit = self._dispatch.get(key)
+        if hit is not None:
+            return hit
+        with self._lock:
+            hit = self._dispatch.get(key)
+            if hit is None:
+                hit = self._compile(self.signature(args))
+                self._dispatch[key] = hit
+        return hit
+
+    def _compile(self, signature):
+        from .pipeline import Trace, compile_opencl
+        target = self.target
+        if target == "native":
+            raise NotImplementedError("the native x86-64 backend is not available yet; use target='opencl' "
+                                      "or POLYJIT_TARGET=opencl")
+        program = self.program()
+        trace = Trace()
+        model, tree, code, checks = compile_opencl(program, signature, self.options, trace)
+        import time
+
+        from .opencl_runtime import OpenCLKernel
+        t0 = time.perf_counter()
+        compiled = OpenCLKernel(model, code, checks)
+        trace.times["opencl build"] = time.perf_counter() - t0
+        compiled.trace = trace
+        compiled.tree = tree
+        self.stats = {**self.stats, **trace.times}
+        return compiled
+
+    # -- calling -----------------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        args = self._bind(args, kwargs)
+        compiled = self._dispatch.get(tuple(map(_key, args)))
+        if compiled is None:
+            compiled = self.specialize(*args)
+        return compiled(args)
+
+    # -- inspection --------------------------------------------------------------------------------------
+    def inspect_model(self, *args, **kwargs) -> str:
+        from .analysis.build import build_model
+        args = self._bind(args, kwargs)
+        return str(build_model(self.program(), self.signature(args), fastmath=self.options.fastmath))
+
+    def inspect_schedule(self, *args, **kwargs) -> str:
+        from .analysis.build import build_model
+        from .lowering.looptree import build_loop_tree
+        from .lowering.schedule import apply_hints
+        args = self._bind(args, kwargs)
+        model = build_model(self.program(), self.signature(args), fastmath=self.options.fastmath)
+        model = apply_hints(model, self.options)
+        loops = "\n".join(f"  {lp.name} at {list(lp.key)}{' ' + lp.tag if lp.tag else ''}" for lp in model.loops)
+        return f"loops:\n{loops}\nloop structure:\n{build_loop_tree(model)}"
+
+    def inspect_opencl(self, *args, **kwargs) -> str:
+        from .pipeline import Trace, compile_opencl
+        args = self._bind(args, kwargs)
+        _, _, code, _ = compile_opencl(self.program(), self.signature(args), self.options, Trace())
+        return code.source
+
+    def __repr__(self) -> str:
+        return f"<polyjit.kernel {self.py_func.__qualname__} target={self.target}>"
+
+
+def _key(x):
+    t = type(x)
+    if t is float or t is int or t is bool:
+        return t
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return t
+    flags = getattr(x, "flags", None)
+    return (t, dtype, getattr(x, "ndim", 0), flags.c_contiguous if flags is not None else None)
+
+
+def kernel(fn=None, /, *, target=None, cache=True, fastmath=False, split=None, tile=None, order=None,
+           unroll=None, vectorize=None, parallel=None, schedule=None, unsafe=False):
+    """Compile a Python loop function over numpy arrays at first call.
+
+    Use bare (`@polyjit.kernel`), with options (`@polyjit.kernel(target="opencl")`) or programmatically
+    (`polyjit.kernel(fn)`). The result behaves like `fn` and keeps it as `.py_func`.
+    """
+    options = Options(target, cache, fastmath, split, tile, order, unroll, vectorize, parallel, schedule, unsafe)
+    options.validate()
+    if fn is None:
+        return lambda f: Kernel(f, options)
+    if not callable(fn):
+        raise TypeError("polyjit.kernel decorates a function")
+    return Kernel(fn, options)
+
+
+def prange(*args):
+    """`range` with a hint that the loop's iterations may run in parallel (Numba's habit)."""
+    return range(*args)
+
+
+prange._polyjit_prange = True

@@ -1,0 +1,48 @@
+"""The compiler pipeline: one short function listing named stages.
+
+`POLYJIT_DEBUG=model,opencl` (any of STAGES, or `all`) prints those stages' text forms to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+STAGES = ("source", "model", "schedule", "looptree", "opencl")
+
+
+@dataclass
+class Trace:
+    """Wall time of each stage of one compilation, in seconds."""
+
+    times: dict = field(default_factory=dict)
+    texts: dict = field(default_factory=dict)
+
+    def stage(self, name: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+        self.texts[name] = result
+        wanted = os.environ.get("POLYJIT_DEBUG", "")
+        if wanted and (name in wanted.split(",") or wanted == "all"):
+            text = result.source if hasattr(result, "source") and name == "opencl" else str(result)
+            print(f"=== polyjit {name} ===\n{text}", file=sys.stderr)
+        return result
+
+
+def compile_opencl(program, signature: dict, options, trace: Trace):
+    """Source program (already parsed) + argument types -> model, schedule, loop tree, OpenCL C."""
+    from .analysis.build import build_model
+    from .lowering.hostcode import check_function_source
+    from .lowering.looptree import build_loop_tree
+    from .lowering.opencl import emit_opencl
+    from .lowering.schedule import apply_hints
+
+    model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
+    model = trace.stage("schedule", apply_hints, model, options)
+    tree = trace.stage("looptree", build_loop_tree, model)
+    code = trace.stage("opencl", emit_opencl, model, tree)
+    checks = check_function_source(model)
+    return model, tree, code, checks

@@ -1,0 +1,157 @@
+"""Loop code: the kernel model's schedule through isl's AST builder into a small printable loop tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import islpy as isl
+
+from ..analysis import expr as E
+from ..analysis.model import KernelModel, LoopInfo
+
+
+@dataclass(frozen=True)
+class Node:
+    pass
+
+
+@dataclass(frozen=True)
+class For(Node):
+    var: str  # the AST iterator, e.g. c1
+    init: E.Expr
+    cond: E.Expr  # evaluated before each iteration, over var
+    step: int
+    body: tuple[Node, ...]
+    loop: LoopInfo
+
+
+@dataclass(frozen=True)
+class If(Node):
+    cond: E.Expr
+    then: tuple[Node, ...]
+    orelse: tuple[Node, ...] = ()
+
+
+@dataclass(frozen=True)
+class Run(Node):
+    """One instance of an instruction; `bindings` give its loop variables in terms of AST iterators."""
+
+    instruction: str
+    bindings: tuple[tuple[str, E.Expr], ...]
+
+
+@dataclass(frozen=True)
+class LoopTree:
+    body: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return format_tree(self.body)
+
+
+def format_tree(nodes, depth: int = 0) -> str:
+    pad = "  " * depth
+    out = []
+    for n in nodes:
+        if isinstance(n, For):
+            tag = f"  # {n.loop.name}{' ' + n.loop.tag if n.loop.tag else ''}"
+            out.append(f"{pad}for {n.var} = {n.init}; {n.cond}; {n.var} += {n.step}:{tag}")
+            out.append(format_tree(n.body, depth + 1))
+        elif isinstance(n, If):
+            out.append(f"{pad}if {n.cond}:")
+            out.append(format_tree(n.then, depth + 1))
+            if n.orelse:
+                out.append(f"{pad}else:")
+                out.append(format_tree(n.orelse, depth + 1))
+        else:
+            binds = ", ".join(f"{k}={v}" for k, v in n.bindings)
+            out.append(f"{pad}{n.instruction}({binds})")
+    return "\n".join(x for x in out if x)
+
+
+_OPS = {
+    isl.ast_expr_op_type.add: ("bin", "add"), isl.ast_expr_op_type.sub: ("bin", "sub"),
+    isl.ast_expr_op_type.mul: ("bin", "mul"), isl.ast_expr_op_type.fdiv_q: ("bin", "floordiv"),
+    isl.ast_expr_op_type.pdiv_q: ("bin", "floordiv"), isl.ast_expr_op_type.div: ("bin", "floordiv"),
+    isl.ast_expr_op_type.pdiv_r: ("bin", "mod"), isl.ast_expr_op_type.zdiv_r: ("bin", "mod"),
+    isl.ast_expr_op_type.eq: ("cmp", "eq"), isl.ast_expr_op_type.le: ("cmp", "le"),
+    isl.ast_expr_op_type.lt: ("cmp", "lt"), isl.ast_expr_op_type.ge: ("cmp", "ge"),
+    isl.ast_expr_op_type.gt: ("cmp", "gt"), isl.ast_expr_op_type.and_: ("bool", "and"),
+    isl.ast_expr_op_type.or_: ("bool", "or"), isl.ast_expr_op_type.and_then: ("bool", "and"),
+    isl.ast_expr_op_type.or_else: ("bool", "or"),
+}
+
+
+def convert_expr(e: isl.AstExpr) -> E.Expr:
+    """An isl AST expression as our Expr (integer arithmetic with Python's floor semantics)."""
+    t = e.get_type()
+    if t == isl.ast_expr_type.id:
+        return E.Var(e.get_id().get_name())
+    if t == isl.ast_expr_type.int:
+        return E.Const(int(e.get_val().to_python()))
+    op = e.get_op_type()
+    args = [convert_expr(e.get_op_arg(k)) for k in range(e.get_op_n_arg())]
+    if op == isl.ast_expr_op_type.minus:
+        return E.UnOp("neg", args[0])
+    if op in (isl.ast_expr_op_type.min, isl.ast_expr_op_type.max):
+        return E.Call("min" if op == isl.ast_expr_op_type.min else "max", tuple(args))
+    if op in (isl.ast_expr_op_type.select, isl.ast_expr_op_type.cond):
+        return E.Select(args[0], args[1], args[2])
+    kind, name = _OPS[op]
+    if kind == "bin":
+        return E.BinOp(name, args[0], args[1])
+    if kind == "cmp":
+        return E.Compare(name, args[0], args[1])
+    return E.BoolOp(name, args[0], args[1])
+
+
+def _schedule_dim(var: str) -> int:
+    return int(var[1:])
+
+
+def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) -> LoopTree:
+    """Loop code for `model` under `schedule` (default: the original program order)."""
+    schedule = schedule if schedule is not None else model.schedule_map()
+    if schedule.is_empty():
+        return LoopTree(())
+    build = isl.AstBuild.from_context(model.context)
+    node = build.node_from_schedule_map(schedule)
+    instructions = {ins.id: ins for ins in model.instructions}
+    loops = {lp.key: lp for lp in model.loops}
+
+    def first_run(n):
+        for x in n:
+            if isinstance(x, Run):
+                return x
+            inner = first_run(x.body if isinstance(x, For) else x.then + x.orelse)
+            if inner:
+                return inner
+        return None
+
+    def convert(n: isl.AstNode) -> tuple[Node, ...]:
+        t = n.get_type()
+        if t == isl.ast_node_type.block:
+            lst = n.block_get_children()
+            return tuple(x for k in range(lst.n_ast_node()) for x in convert(lst.get_at(k)))
+        if t == isl.ast_node_type.for_:
+            var = n.for_get_iterator().get_id().get_name()
+            body = convert(n.for_get_body())
+            run = first_run(body)
+            ins = instructions[run.instruction]
+            depth = (_schedule_dim(var) - 1) // 2
+            loop = loops[ins.betas[: depth + 1]]
+            return (For(var, convert_expr(n.for_get_init()), convert_expr(n.for_get_cond()),
+                        int(n.for_get_inc().get_val().to_python()), body, loop),)
+        if t == isl.ast_node_type.if_:
+            orelse = convert(n.if_get_else_node()) if n.if_has_else_node() else ()
+            return (If(convert_expr(n.if_get_cond()), convert(n.if_get_then_node()), orelse),)
+        if t == isl.ast_node_type.user:
+            call = n.user_get_expr()
+            iid = call.get_op_arg(0).get_id().get_name()
+            ins = instructions[iid]
+            args = [convert_expr(call.get_op_arg(k)) for k in range(1, call.get_op_n_arg())]
+            return (Run(iid, tuple(zip(ins.loops, args))),)
+        if t == isl.ast_node_type.mark:
+            return convert(n.mark_get_node())
+        raise NotImplementedError(f"isl AST node {t}")
+
+    return LoopTree(convert(node))

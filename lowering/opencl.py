@@ -1,0 +1,380 @@
+"""OpenCL C from the loop tree: a visitor returning strings; one __kernel per phase.
+
+A phase is a run of top-level loop-tree nodes executed by one work-item, or one top-level loop tagged
+parallel whose iterations become the NDRange. Scalar locals live in private variables and travel between
+phases through a global scratch buffer (8 bytes a slot).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..analysis import expr as E
+from ..analysis.model import KernelModel
+from .ctypes_ import C_TYPES, INT_MIN, UNSIGNED
+from .looptree import For, If, LoopTree, Run
+
+_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+_FLOAT_CALLS = {
+    "sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "tanh", "sinh", "cosh", "asin", "acos", "atan",
+    "expm1", "log1p", "erf", "erfc", "fabs", "cbrt", "floor", "ceil", "trunc", "rint", "pow", "atan2", "hypot",
+    "fmod", "copysign",
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    kernel: str  # the __kernel's name
+    parallel: bool
+    init: E.Expr | None = None  # for parallel phases: the loop's first value, step and condition
+    cond: E.Expr | None = None
+    step: int = 1
+    var: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenCLProgram:
+    source: str
+    phases: tuple[Phase, ...]
+    arrays: tuple[str, ...]  # array arguments and temporaries, in kernel-argument order
+    scalars: tuple[str, ...]  # scalar arguments, in kernel-argument order
+    slots: tuple[str, ...]  # scalar locals by scratch slot
+    needs_fp64: bool
+
+
+_HELPERS_INT = """
+inline {T} pj_floordiv_{T}({T} a, {T} b) {{
+    if (b == 0) return 0;
+    if (b == -1) return ({T})(-({U})a);
+    {T} q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
+    return q;
+}}
+inline {T} pj_mod_{T}({T} a, {T} b) {{
+    if (b == 0 || b == -1) return 0;
+    {T} r = a % b;
+    if (r != 0 && ((r < 0) != (b < 0))) r += b;
+    return r;
+}}
+inline {T} pj_pow_{T}({T} a, {T} b) {{
+    if (b < 0) return (a == 1) ? 1 : (a == -1) ? ((b & 1) ? -1 : 1) : 0;
+    {U} r = 1, x = ({U})a;
+    while (b) {{ if (b & 1) r *= x; x *= x; b >>= 1; }}
+    return ({T})r;
+}}
+"""
+_HELPERS_UINT = """
+inline {T} pj_floordiv_{T}({T} a, {T} b) {{ return b == 0 ? 0 : a / b; }}
+inline {T} pj_mod_{T}({T} a, {T} b) {{ return b == 0 ? 0 : a % b; }}
+inline {T} pj_pow_{T}({T} a, {T} b) {{
+    {T} r = 1;
+    while (b) {{ if (b & 1) r *= a; a *= a; b >>= 1; }}
+    return r;
+}}
+"""
+_HELPERS_FLOAT = """
+inline {T} pj_floordiv_{T}({T} a, {T} b) {{
+    if (b == 0) return a / b;
+    {T} mod = fmod(a, b);
+    {T} div = (a - mod) / b;
+    if (mod != 0 && ((b < 0) != (mod < 0))) div -= 1;
+    if (div == 0) return copysign(({T})0, a / b);
+    {T} f = floor(div);
+    if (div - f > ({T})0.5) f += 1;
+    return f;
+}}
+inline {T} pj_mod_{T}({T} a, {T} b) {{
+    {T} mod = fmod(a, b);
+    if (b == 0) return mod;
+    if (mod != 0) {{ if ((b < 0) != (mod < 0)) mod += b; }}
+    else mod = copysign(({T})0, b);
+    return mod;
+}}
+"""
+_CHECK = """
+inline long pj_check(long i, long n, int code, __global int *err) {
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) { *err = code; return 0; }
+    return i;
+}
+"""
+
+
+class OpenCLEmitter:
+    """Emits OpenCL C for a model and its loop tree; target variants override class attributes."""
+
+    restrict = ""
+    indent_unit = "    "
+
+    def __init__(self, model: KernelModel, tree: LoopTree):
+        self.model = model
+        self.tree = tree
+        self.types: dict[str, str] = {}
+        for a in model.arguments:
+            self.types[a.name] = a.dtype
+        for t in model.temporaries:
+            self.types[t.name] = t.dtype
+        self.arrays = tuple(a.name for a in model.arguments if a.kind == "array") + tuple(
+            t.name for t in model.temporaries if t.shape)
+        self.scalars = tuple(a.name for a in model.arguments if a.kind == "scalar")
+        self.slots = tuple(t.name for t in model.temporaries if not t.shape)
+        self.used_dtypes = set(self.types.values()) | {"int64"}
+
+    # -- types ------------------------------------------------------------------------------------------
+    def type_of(self, e: E.Expr) -> str:
+        if isinstance(e, E.Cast):
+            return e.dtype
+        if isinstance(e, E.Var):
+            return self.types.get(e.name, "int64")
+        if isinstance(e, E.Index):
+            return self.types[e.array]
+        if isinstance(e, E.Const):
+            return "float64" if isinstance(e.value, float) else "bool" if isinstance(e.value, bool) else "int64"
+        if isinstance(e, (E.Compare, E.BoolOp)) or (isinstance(e, E.UnOp) and e.op == "not"):
+            return "bool"
+        if isinstance(e, (E.BinOp,)):
+            return self.type_of(e.left)
+        if isinstance(e, E.UnOp):
+            return self.type_of(e.operand)
+        if isinstance(e, E.Select):
+            return self.type_of(e.then)
+        if isinstance(e, E.Call) and e.args:
+            return self.type_of(e.args[0]) if e.func != "_check" else "int64"
+        return "int64"
+
+    # -- expressions ------------------------------------------------------------------------------------
+    def expr(self, e: E.Expr) -> str:
+        return getattr(self, f"expr_{type(e).__name__}")(e)
+
+    def expr_Const(self, e):
+        return self.literal(e.value, self.type_of(e))
+
+    def literal(self, v, dtype):
+        if isinstance(v, bool):
+            return "1" if v else "0"
+        if isinstance(v, float) or dtype.startswith("float"):
+            v = float(v)
+            suffix = "f" if dtype == "float32" else ""
+            if math.isnan(v):
+                return f"(({C_TYPES[dtype]})NAN)"
+            if math.isinf(v):
+                return f"(({C_TYPES[dtype]}){'-' if v < 0 else ''}INFINITY)"
+            return f"{v!r}{suffix}" if dtype == "float64" else f"(({C_TYPES[dtype]}){v!r})"
+        if dtype.startswith("uint"):
+            return f"{v}UL"
+        return f"{v}L" if -(2**63) < v < 2**63 else f"({v - 1}L + 1)"
+
+    def expr_Var(self, e):
+        return e.name
+
+    def expr_Shape(self, e):
+        return f"{e.array}_shape{e.dim}"
+
+    def expr_Index(self, e):
+        terms = [f"{e.array}_off"] + [f"({self.expr(i)}) * {e.array}_stride{d}" for d, i in enumerate(e.indices)]
+        return f"{e.array}[{' + '.join(terms)}]"
+
+    def expr_Cast(self, e):
+        inner = e.operand
+        if isinstance(inner, E.Const):
+            return self.literal(inner.value, e.dtype) if e.dtype != "bool" else ("1" if inner.value else "0")
+        if e.dtype == "bool":
+            return f"(({self.expr(inner)}) != 0)"
+        return f"(({C_TYPES[e.dtype]})({self.expr(inner)}))"
+
+    def expr_BinOp(self, e):
+        t = self.type_of(e.left)
+        a, b = self.expr(e.left), self.expr(e.right)
+        c = C_TYPES[t]
+        if e.op in ("add", "sub", "mul"):
+            sym = E.BINARY_SYMBOLS[e.op]
+            if t in UNSIGNED:  # wrap around like numpy instead of C's undefined signed overflow
+                u = UNSIGNED[t]
+                return f"(({c})(({u})({a}) {sym} ({u})({b})))"
+            if t.startswith("uint") or t == "bool":
+                return f"(({c})(({a}) {sym} ({b})))"
+            return f"(({a}) {sym} ({b}))"
+        if e.op == "truediv":
+            return f"(({a}) / ({b}))"
+        if e.op in ("floordiv", "mod"):
+            name = "floordiv" if e.op == "floordiv" else "mod"
+            return f"pj_{name}_{c}({a}, {b})"
+        if e.op == "pow":
+            return f"pow({a}, {b})" if t.startswith("float") else f"pj_pow_{c}({a}, {b})"
+        raise NotImplementedError(e.op)
+
+    def expr_UnOp(self, e):
+        a = self.expr(e.operand)
+        if e.op == "not":
+            return f"(!({a}))"
+        t = self.type_of(e.operand)
+        if t in UNSIGNED:
+            return f"(({C_TYPES[t]})(-({UNSIGNED[t]})({a})))"
+        return f"(-({a}))"
+
+    def expr_Compare(self, e):
+        return f"(({self.expr(e.left)}) {_CMP[e.op]} ({self.expr(e.right)}))"
+
+    def expr_BoolOp(self, e):
+        return f"(({self.expr(e.left)}) {'&&' if e.op == 'and' else '||'} ({self.expr(e.right)}))"
+
+    def expr_Select(self, e):
+        return f"(({self.expr(e.cond)}) ? ({self.expr(e.then)}) : ({self.expr(e.other)}))"
+
+    def expr_Call(self, e):
+        args = [self.expr(a) for a in e.args]
+        t = self.type_of(e.args[0]) if e.args else "float64"
+        f = e.func
+        if f == "_check":
+            return f"pj_check({args[0]}, {args[1]}, {args[2]}, pj_err)"
+        if f in ("min", "max"):  # Python's: the first of equals wins, NaN handling follows `<`
+            out = args[0]
+            for b in args[1:]:
+                out = f"pj_py{f}_{C_TYPES[t]}({out}, {b})"
+            return out
+        if f in ("np.minimum", "np.maximum"):
+            op = "<" if f == "np.minimum" else ">"
+            if t.startswith("float"):
+                return f"((({args[0]}) {op} ({args[1]}) || isnan({args[0]})) ? ({args[0]}) : ({args[1]}))"
+            return f"(({args[0]}) {op} ({args[1]}) ? ({args[0]}) : ({args[1]}))"
+        if f in ("np.fmin", "np.fmax"):
+            if t.startswith("float"):
+                return f"{f[3:]}({args[0]}, {args[1]})"
+            return f"(({args[0]}) {'<' if f == 'np.fmin' else '>'} ({args[1]}) ? ({args[0]}) : ({args[1]}))"
+        if f == "abs":
+            if t.startswith("float"):
+                return f"fabs({args[0]})"
+            if t in UNSIGNED:
+                u = UNSIGNED[t]
+                return f"(({C_TYPES[t]})(({args[0]}) < 0 ? -({u})({args[0]}) : ({u})({args[0]})))"
+            return args[0]
+        if f in _FLOAT_CALLS:
+            return f"{f}({', '.join(args)})"
+        raise NotImplementedError(f)
+
+    # -- statements -------------------------------------------------------------------------------------
+    def lines(self, nodes, depth) -> list[str]:
+        pad = self.indent_unit * depth
+        out = []
+        for n in nodes:
+            if isinstance(n, For):
+                out.append(f"{pad}for (long {n.var} = {self.expr(n.init)}; {self.expr(n.cond)}; {n.var} += {n.step}) {{")
+                out += self.lines(n.body, depth + 1)
+                out.append(f"{pad}}}")
+            elif isinstance(n, If):
+                out.append(f"{pad}if ({self.expr(n.cond)}) {{")
+                out += self.lines(n.then, depth + 1)
+                if n.orelse:
+                    out.append(f"{pad}}} else {{")
+                    out += self.lines(n.orelse, depth + 1)
+                out.append(f"{pad}}}")
+            else:
+                out += self.run(n, depth)
+        return out
+
+    def run(self, n: Run, depth) -> list[str]:
+        pad = self.indent_unit * depth
+        ins = self.model.instruction(n.instruction)
+        out = [f"{pad}{{  /* {ins.id}, line {ins.line} */"]
+        for name, value in n.bindings:
+            out.append(f"{pad}{self.indent_unit}const long {name} = {self.expr(value)};")
+        body = f"{self.expr(ins.assignee)} = {self.expr(ins.expression)};"
+        if ins.predicates:
+            cond = " && ".join(p if want else f"!{p}" for p, want in ins.predicates)
+            body = f"if ({cond}) {body}"
+        out.append(f"{pad}{self.indent_unit}{body}")
+        out.append(f"{pad}}}")
+        return out
+
+    # -- kernels ----------------------------------------------------------------------------------------
+    def params(self) -> str:
+        parts = []
+        for name in self.arrays:
+            ndim = self.ndim(name)
+            parts.append(f"__global {C_TYPES[self.types[name]]} *{self.restrict}{name}")
+            parts += [f"long {name}_shape{d}" for d in range(ndim)]
+            parts += [f"long {name}_stride{d}" for d in range(ndim)]
+            parts.append(f"long {name}_off")
+        for name in self.scalars:
+            parts.append(f"{C_TYPES[self.types[name]]} {name}")
+        parts += ["__global long *pj_scal", "__global int *pj_err"]
+        return ", ".join(parts)
+
+    def ndim(self, name) -> int:
+        a = self.model.argument(name)
+        return a.ndim if a is not None else len(self.model.temporary(name).shape)
+
+    def kernel(self, name: str, nodes, parallel_for: For | None) -> str:
+        out = [f"__kernel void {name}({self.params()})", "{"]
+        for k, s in enumerate(self.slots):
+            c = C_TYPES[self.types[s]]
+            out.append(f"    {c} {s} = *(__global {c} *)(pj_scal + {k});")
+        if parallel_for is not None:
+            f = parallel_for
+            out.append(f"    const long {f.var} = {self.expr(f.init)} + (long)get_global_id(0) * {f.step};")
+            out.append(f"    if (!({self.expr(f.cond)})) return;")
+            out += self.lines(f.body, 1)
+        else:
+            out += self.lines(nodes, 1)
+            for k, s in enumerate(self.slots):
+                out.append(f"    *(__global {C_TYPES[self.types[s]]} *)(pj_scal + {k}) = {s};")
+        out.append("}")
+        return "\n".join(out)
+
+    def preamble(self, needs_fp64: bool) -> str:
+        parts = []
+        if needs_fp64:
+            parts.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
+        if not self.model.fastmath:
+            parts.append("#pragma OPENCL FP_CONTRACT OFF")
+        parts.append(_CHECK)
+        ints = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+        floats = ["float32"] + (["float64"] if needs_fp64 else [])
+        for t in ints:
+            template = _HELPERS_INT if t in UNSIGNED else _HELPERS_UINT
+            parts.append(template.format(T=C_TYPES[t], U=UNSIGNED.get(t, C_TYPES[t]), MIN=INT_MIN.get(t, "0")))
+        for t in floats:
+            parts.append(_HELPERS_FLOAT.format(T=C_TYPES[t]))
+        for t in ints + floats:
+            c = C_TYPES[t]
+            parts.append(f"inline {c} pj_pymin_{c}({c} a, {c} b) {{ return b < a ? b : a; }}")
+            parts.append(f"inline {c} pj_pymax_{c}({c} a, {c} b) {{ return b > a ? b : a; }}")
+        return "\n".join(parts)
+
+    def program(self) -> OpenCLProgram:
+        phases, kernels = [], []
+        pending = []
+
+        def flush():
+            if pending:
+                name = f"{self.model.name}_p{len(phases)}"
+                kernels.append(self.kernel(name, tuple(pending), None))
+                phases.append(Phase(name, False))
+                pending.clear()
+
+        for node in self.tree.body:
+            if isinstance(node, For) and node.loop.tag == "parallel" and _trip_form(node):
+                flush()
+                name = f"{self.model.name}_p{len(phases)}"
+                kernels.append(self.kernel(name, (), node))
+                phases.append(Phase(name, True, node.init, node.cond, node.step, node.var))
+            else:
+                pending.append(node)
+        flush()
+        body = "\n\n".join(kernels)
+        needs_fp64 = "double" in body or any(t == "float64" for t in self.types.values())
+        source = self.preamble(needs_fp64) + "\n\n" + body + "\n"
+        return OpenCLProgram(source, tuple(phases), self.arrays, self.scalars, self.slots, needs_fp64)
+
+
+def _trip_form(f: For) -> bool:
+    """Whether the host can count the iterations: `var < e` or `var <= e` with a positive step."""
+    c = f.cond
+    return f.step > 0 and isinstance(c, E.Compare) and c.op in ("lt", "le") and \
+        isinstance(c.left, E.Var) and c.left.name == f.var and f.var not in {
+            v.name for v in E.walk(c.right) if isinstance(v, E.Var)}
+
+
+def emit_opencl(model: KernelModel, tree: LoopTree) -> OpenCLProgram:
+    return OpenCLEmitter(model, tree).program()
