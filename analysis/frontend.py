@@ -342,6 +342,8 @@ class _Frontend:
             if not isinstance(inner, E.Index):
                 self.reject(node)
             return E.Index(inner.array, inner.indices + indices, self.loc(node))
+        if not isinstance(base, ast.Name):
+            self.expr(base)  # rejects lists, calls, ... by name
         if not isinstance(base, ast.Name) or self.resolve(base) is not _LOCAL:
             self.reject(node, "only array arguments can be subscripted", "pass the array as an argument")
         return E.Index(base.id, indices, self.loc(node))

@@ -1,0 +1,152 @@
+"""Bad kernels raise clear errors at first call: file:line:col, the source line, a caret, a hint."""
+
+import numpy as np
+import pytest
+
+import polyjit
+
+
+def while_loop(x):
+    i = 0
+    while i < len(x):
+        x[i] = 0
+        i += 1
+
+
+def unknown_call(x):
+    for i in range(len(x)):
+        x[i] = print(x[i])
+
+
+def list_literal(x):
+    for i in range(len(x)):
+        x[i] = [1, 2][0]
+
+
+def data_dependent_bound(x, n):
+    for i in range(len(x)):
+        for j in range(int(x[i])):
+            x[i] = j
+
+
+def assign_argument(x, n):
+    n = 3
+    x[0] = n
+
+
+def breaking(x):
+    for i in range(len(x)):
+        if x[i] > 0:
+            break
+
+
+def attribute(x):
+    for i in range(len(x)):
+        x[i] = x.size
+
+
+def bool_then_float(x):
+    flag = x[0] > 0
+    flag = 1.5
+    x[0] = flag
+
+
+def recurrence(x):
+    for i in polyjit.prange(1, len(x)):
+        x[i] = x[i - 1] + 1
+
+
+def two_loops(x):
+    for i in range(len(x)):
+        x[i] = 1
+
+
+def source_line(fn, text):
+    import inspect
+    lines, first = inspect.getsourcelines(fn)
+    for k, line in enumerate(lines):
+        if text in line and k > 0:
+            return first + k, line.rstrip("\n")
+    raise AssertionError(text)
+
+
+@pytest.mark.parametrize("fn, text, what, hint", [
+    (while_loop, "while i < len(x):", "`While` is not supported", "for v in range"),
+    (unknown_call, "print(x[i])", "unsupported function `print`", "math.*"),
+    (list_literal, "[1, 2]", "`List` is not supported", "numpy array"),
+    (data_dependent_bound, "int(x[i])", "is not affine", "data-dependent"),
+    (assign_argument, "n = 3", "rebinds a name", "new local name"),
+    (breaking, "break", "`Break` is not supported", "loop bounds"),
+    (attribute, "x.size", "`Attribute` is not supported", "A.shape"),
+])
+def test_unsupported_points_at_the_construct(fn, text, what, hint):
+    k = polyjit.kernel(fn)
+    args = (np.zeros(4),) if fn.__code__.co_argcount == 1 else (np.zeros(4), 2)
+    with pytest.raises(polyjit.UnsupportedError) as info:
+        k(*args)
+    err = info.value
+    line, source = source_line(fn, text)
+    assert err.loc.line == line
+    assert err.loc.filename == __file__
+    assert err.loc.text == source
+    assert source[err.loc.col:].startswith(text.split()[0])
+    message = str(err)
+    assert what in message and hint in message
+    assert f"{__file__}:{line}:{err.loc.col + 1}" in message
+    caret_line = message.splitlines()[3]
+    assert caret_line.strip().startswith("^") and caret_line.index("^") - 4 == err.loc.col
+
+
+def test_errors_are_polyjit_errors():
+    assert issubclass(polyjit.UnsupportedError, polyjit.PolyjitError)
+    assert issubclass(polyjit.TypingError, polyjit.PolyjitError)
+    assert issubclass(polyjit.ScheduleError, polyjit.PolyjitError)
+
+
+def test_variable_changing_kind_is_a_typing_error():
+    k = polyjit.kernel(bool_then_float)
+    with pytest.raises(polyjit.TypingError, match="would change type") as info:
+        k(np.ones(3))
+    assert info.value.loc.line == source_line(bool_then_float, "flag = 1.5")[0]
+
+
+def test_prange_on_recurrence_names_the_dependence():
+    k = polyjit.kernel(recurrence)
+    with pytest.raises(polyjit.ScheduleError) as info:
+        k.inspect_schedule(np.zeros(8))
+    line = source_line(recurrence, "x[i] = x[i - 1] + 1")[0]
+    message = str(info.value)
+    assert f"flow dependence from line {line} to line {line} on `x`" in message
+    assert "is read at" in message
+
+
+def test_unknown_loop_name_lists_valid_names():
+    k = polyjit.kernel(two_loops, parallel="j")
+    with pytest.raises(polyjit.ScheduleError, match="valid names: i"):
+        k.inspect_schedule(np.zeros(3))
+
+
+def test_bad_option_values():
+    with pytest.raises(ValueError, match="target"):
+        polyjit.kernel(two_loops, target="cuda")
+    with pytest.raises(polyjit.ScheduleError, match="split="):
+        polyjit.kernel(two_loops, split={"i": 0})
+    with pytest.raises(polyjit.ScheduleError, match="order="):
+        polyjit.kernel(two_loops, order="i")
+
+
+def test_wrong_arguments_raise_type_errors():
+    k = polyjit.kernel(two_loops)
+    with pytest.raises(TypeError, match="takes 1 positional argument"):
+        k(np.zeros(3), np.zeros(3))
+    with pytest.raises(TypeError, match="dtype complex128"):
+        k.inspect_model(np.zeros(3, complex))
+    with pytest.raises(TypeError, match="numpy arrays and numbers"):
+        k.inspect_model([1, 2, 3])
+
+
+def test_kernel_keeps_py_func_and_forms():
+    k1 = polyjit.kernel(two_loops)
+    k2 = polyjit.kernel(target="opencl")(two_loops)
+    assert k1.py_func is two_loops and k2.py_func is two_loops
+    assert k1.__name__ == "two_loops"
