@@ -79,14 +79,15 @@ class OpenCLKernel:
         exec(compile(check_source, f"<polyjit checks {model.name}>", "exec"), ns)
         self.checks = ns["pj_checks"]
         self.program = build(code.source, model.fastmath, code.needs_fp64)
-        self.kernels = [getattr(self.program, p.kernel) for p in code.phases]
+        self.kernels = [_cl().Kernel(self.program, p.kernel) for p in code.phases]
         self.written = set(model.written_arrays())
         self.arg_index = {a.name: k for k, a in enumerate(model.arguments)}
         self.trip = []
         from .lowering.hostcode import trip_count_source
         for p in code.phases:
             if p.parallel:
-                src = f"lambda {', '.join(x.name for x in model.params) or '*_'}: {trip_count_source(p.init, p.cond, p.step)}"
+                names = ", ".join(x.name for x in model.params) or "*_"
+                src = f"lambda {names}: {trip_count_source(p.init, p.cond, p.step)}"
                 self.trip.append(eval(src))  # generated from isl's AST, no user text
             else:
                 self.trip.append(None)
@@ -155,7 +156,7 @@ class OpenCLKernel:
         kargs += [scal_buf, err_buf]
         kargs = [np.int64(v) if isinstance(v, (int, np.integer)) and not isinstance(v, np.generic) else v
                  for v in kargs]
-        for knl, phase, trip in zip(self.kernels, self.code.phases, self.trip):
+        for knl, trip in zip(self.kernels, self.trip):
             size = trip(*params) if trip is not None else 1
             if size > 0:
                 knl(queue, (size,), None, *kargs)

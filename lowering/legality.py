@@ -38,8 +38,8 @@ def describe(model: KernelModel, dep: Dependence, bad: isl.Map) -> str:
     point = bad.wrap().sample_point()
     space = bad.get_space()
     nparam = space.dim(isl.dim_type.param)
-    params = [f"{space.get_dim_name(isl.dim_type.param, k)}={point.get_coordinate_val(isl.dim_type.param, k).to_python()}"
-              for k in range(nparam)]
+    params = [f"{space.get_dim_name(isl.dim_type.param, k)}="
+              f"{point.get_coordinate_val(isl.dim_type.param, k).to_python()}" for k in range(nparam)]
     coords = [point.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(len(src.loops) + len(snk.loops))]
     a = ", ".join(f"{n}={v}" for n, v in zip(src.loops, coords[: len(src.loops)]))
     b = ", ".join(f"{n}={v}" for n, v in zip(snk.loops, coords[len(src.loops):]))

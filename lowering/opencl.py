@@ -259,7 +259,8 @@ class OpenCLEmitter:
         out = []
         for n in nodes:
             if isinstance(n, For):
-                out.append(f"{pad}for (long {n.var} = {self.expr(n.init)}; {self.expr(n.cond)}; {n.var} += {n.step}) {{")
+                head = f"long {n.var} = {self.expr(n.init)}; {self.expr(n.cond)}; {n.var} += {n.step}"
+                out.append(f"{pad}for ({head}) {{")
                 out += self.lines(n.body, depth + 1)
                 out.append(f"{pad}}}")
             elif isinstance(n, If):
