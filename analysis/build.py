@@ -59,6 +59,8 @@ class _Builder:
                             instructions, tuple(self.temporaries.values()), tuple(self.loops), (),
                             tuple(self.checks), self.return_value, self.return_weak, self.fastmath)
         from dataclasses import replace
+        tags = tuple(dict.fromkeys((lp.name, lp.tag) for lp in self.loops if lp.tag))
+        model = replace(model, schedule=model.original_schedule(), tags=tags)
         return replace(model, dependences=compute_dependences(instructions, model.schedule_map()))
 
     def new_id(self) -> str:
@@ -292,7 +294,10 @@ class _Builder:
         indices = [E.Cast("int64", E.BinOp("add", E.Shape(array, d), i)) if _negative_const(i) else i
                    for d, i in enumerate(indices)]
         affs = [to_isl(i, names) for i in indices]
-        shape = [param_name(E.Shape(array, d)) for d in range(ndim)]
+        tmp = self.temporaries.get(array)
+        # a slice temporary's sizes are the target array's size parameters (it has none of its own)
+        shape = list(tmp.shape) if tmp is not None and tmp.shape else [param_name(E.Shape(array, d))
+                                                                         for d in range(ndim)]
         space = f"{self.param_decl} -> {{ {iid}[{', '.join(dom.get_space().get_var_names(isl.dim_type.set))}]"
         affine = all(a is not None for a in affs)
         wraps = []

@@ -63,8 +63,22 @@ class LoopInfo:
     name: str
     key: tuple[int, ...]
     direction: int  # +1, or -1 for loops that run downwards
-    tag: str | None = None  # "parallel", ...
+    tag: str | None = None  # "parallel" when written with prange; the model's `tags` are what counts
     line: int = 0
+
+
+@dataclass(frozen=True)
+class SchedDim:
+    """One dimension of an instruction's schedule: a loop (named) or a position in a sequence (loop=None).
+
+    `expr` is an isl quasi-affine expression over the instruction's iterators (a constant for sequences).
+    """
+
+    expr: str
+    loop: str | None = None
+
+    def __str__(self) -> str:
+        return self.expr if self.loop is None or self.loop == self.expr else f"{self.loop}:{self.expr}"
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,22 @@ class KernelModel:
     return_value: str | None = None  # a scalar temporary
     return_weak: bool = False
     fastmath: bool = False
+    schedule: tuple[tuple[str, tuple[SchedDim, ...]], ...] = ()  # instruction id -> its schedule dims
+    tags: tuple[tuple[str, str], ...] = ()  # loop name -> "parallel" | "vector" | "unroll"
+
+    def loop_tag(self, name: str) -> str | None:
+        return next((t for n, t in self.tags if n == name), None)
+
+    def schedule_of(self, iid: str) -> tuple[SchedDim, ...]:
+        return next(dims for i, dims in self.schedule if i == iid)
+
+    def loop_names(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for _, dims in self.schedule:
+            for d in dims:
+                if d.loop is not None:
+                    seen.setdefault(d.loop)
+        return tuple(seen)
 
     def instruction(self, iid: str) -> Instruction:
         for ins in self.instructions:
@@ -145,23 +175,41 @@ class KernelModel:
         names = {a.array for ins in self.instructions for a in ins.accesses if a.write}
         return tuple(a.name for a in self.arguments if a.kind == "array" and a.name in names)
 
-    def schedule_map(self) -> isl.UnionMap:
-        """The original program order: S[i, j] -> [b0, ±i, b1, ±j, b2, 0, ...] restricted to the domains."""
-        width = 2 * max((len(i.loops) for i in self.instructions), default=0) + 1
-        result = None
+    def original_schedule(self) -> tuple[tuple[str, tuple[SchedDim, ...]], ...]:
+        """Program order: S[i, j] -> [b0, ±i, b1, ±j, b2] (the 2d+1 form, downward loops negated)."""
+        out = []
         for ins in self.instructions:
             dims = []
             for d, b in enumerate(ins.betas):
-                dims.append(str(b))
+                dims.append(SchedDim(str(b)))
                 if d < len(ins.loops):
                     sign = self.loop(ins.betas[: d + 1]).direction
-                    dims.append(ins.loops[d] if sign > 0 else f"-{ins.loops[d]}")
-            dims += ["0"] * (width - len(dims))
-            space = ins.domain.get_space()
-            params = ", ".join(space.get_dim_name(isl.dim_type.param, k) for k in range(space.dim(isl.dim_type.param)))
-            m = isl.Map(f"[{params}] -> {{ {ins.id}[{', '.join(ins.loops)}] -> [{', '.join(dims)}] }}")
-            m = m.intersect_domain(ins.domain)
-            result = isl.UnionMap.from_map(m) if result is None else result.union(isl.UnionMap.from_map(m))
+                    v = ins.loops[d]
+                    dims.append(SchedDim(v if sign > 0 else f"-{v}", v))
+            out.append((ins.id, tuple(dims)))
+        return tuple(out)
+
+    def schedule_width(self) -> int:
+        return max((len(dims) for _, dims in self.schedule or self.original_schedule()), default=0)
+
+    def instruction_schedule_map(self, iid: str, width: int | None = None) -> isl.Map:
+        """S[i, j] -> [time] for one instruction, restricted to its domain, padded with zeros to `width`."""
+        dims = dict(self.schedule or self.original_schedule())[iid]
+        width = self.schedule_width() if width is None else width
+        ins = self.instruction(iid)
+        exprs = [d.expr for d in dims] + ["0"] * (width - len(dims))
+        space = ins.domain.get_space()
+        params = ", ".join(space.get_dim_name(isl.dim_type.param, k) for k in range(space.dim(isl.dim_type.param)))
+        m = isl.Map(f"[{params}] -> {{ {ins.id}[{', '.join(ins.loops)}] -> [{', '.join(exprs)}] }}")
+        return m.intersect_domain(ins.domain)
+
+    def schedule_map(self) -> isl.UnionMap:
+        """The schedule as a union map restricted to the domains, padded with zeros to equal length."""
+        width = self.schedule_width()
+        result = None
+        for ins in self.instructions:
+            u = isl.UnionMap.from_map(self.instruction_schedule_map(ins.id, width))
+            result = u if result is None else result.union(u)
         return result if result is not None else isl.UnionMap("{ }")
 
     def __str__(self) -> str:
@@ -190,8 +238,13 @@ def format_model(m: KernelModel) -> str:
     out.append(bar)
     out.append("LOOPS:")
     for lp in m.loops:
-        tag = f" tag={lp.tag}" if lp.tag else ""
-        out.append(f"  {lp.name} at {list(lp.key)}{' downwards' if lp.direction < 0 else ''}{tag}")
+        out.append(f"  {lp.name} at {list(lp.key)}{' downwards' if lp.direction < 0 else ''}")
+    if m.schedule and m.schedule != m.original_schedule():
+        out.append(bar)
+        out.append("SCHEDULE:")
+        out += [f"  {iid}: [{', '.join(map(str, dims))}]" for iid, dims in m.schedule]
+    if m.tags:
+        out.append("TAGS: " + ", ".join(f"{n}={t}" for n, t in m.tags))
     out.append(bar)
     out.append("INSTRUCTIONS:")
     for ins in m.instructions:

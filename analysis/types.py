@@ -190,6 +190,13 @@ class Typer:
         left, lt = self.annotate(e.left)
         right, rt = self.annotate(e.right)
         t = promote(lt, rt)
+        if lt.weak != rt.weak and "i" in (lt.kind, rt.kind) and t.kind in "iu" and t.dtype not in ("int64", "uint64"):
+            # NumPy 2 compares a narrow integer with a Python int by value (np.uint8(0) > -1 is True): compare
+            # in int64 unless the weak side is a constant that fits the narrow type
+            weak = left if lt.weak else right
+            info = np.iinfo(t.dtype)
+            if not (isinstance(weak, E.Const) and info.min <= weak.value <= info.max):
+                t = Ty("int64")
         return E.Compare(e.op, self.cast(left, lt, t), self.cast(right, rt, t), e.loc), Ty("bool", lt.weak and rt.weak)
 
     def ann_BoolOp(self, e):

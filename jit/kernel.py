@@ -7,6 +7,8 @@ import os
 import threading
 from dataclasses import dataclass
 
+import numpy as np
+
 from .analysis.errors import ScheduleError
 from .signature import arg_type
 
@@ -32,6 +34,7 @@ class Options:
     parallel: str | tuple | None = None
     schedule: object = None
     unsafe: bool = False
+    sequential: bool = False  # set for calls whose arrays overlap: program order, no tags
 
     def validate(self) -> Options:
         if self.target is not None and self.target not in TARGETS:
@@ -100,18 +103,18 @@ class Kernel:
     def specialize(self, *args, **kwargs):
         """The compiled specialization for these arguments (compiling it on first use)."""
         args = self._bind(args, kwargs)
-        key = tuple(map(_key, args))
+        key = _dispatch_key(args)
         hit = self._dispatch.get(key)
         if hit is not None:
             return hit
         with self._lock:
             hit = self._dispatch.get(key)
             if hit is None:
-                hit = self._compile(self.signature(args))
+                hit = self._compile(self.signature(args), sequential=key[-1])
                 self._dispatch[key] = hit
         return hit
 
-    def _compile(self, signature):
+    def _compile(self, signature, sequential=False):
         from .pipeline import Trace, compile_opencl
         target = self.target
         if target == "native":
@@ -119,7 +122,10 @@ class Kernel:
                                       "or POLYJIT_TARGET=opencl")
         program = self.program()
         trace = Trace()
-        model, tree, code, checks = compile_opencl(program, signature, self.options, trace)
+        options = self.options
+        if sequential:  # overlapping arrays: dependences between names do not hold, keep program order
+            options = Options(options.target, options.cache, options.fastmath, sequential=True)
+        model, tree, code, checks = compile_opencl(program, signature, options, trace)
         import time
 
         from .opencl_runtime import OpenCLKernel
@@ -134,7 +140,7 @@ class Kernel:
     # -- calling -----------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         args = self._bind(args, kwargs)
-        compiled = self._dispatch.get(tuple(map(_key, args)))
+        compiled = self._dispatch.get(_dispatch_key(args))
         if compiled is None:
             compiled = self.specialize(*args)
         return compiled(args)
@@ -146,14 +152,17 @@ class Kernel:
         return str(build_model(self.program(), self.signature(args), fastmath=self.options.fastmath))
 
     def inspect_schedule(self, *args, **kwargs) -> str:
+        """The chosen schedule (per instruction), the loop tags, and the resulting loop structure."""
         from .analysis.build import build_model
         from .lowering.looptree import build_loop_tree
-        from .lowering.schedule import apply_hints
+        from .lowering.schedule import apply_hints, has_hints
         args = self._bind(args, kwargs)
         model = build_model(self.program(), self.signature(args), fastmath=self.options.fastmath)
+        origin = "hints" if has_hints(self.options) or model.tags else "heuristic"
         model = apply_hints(model, self.options)
-        loops = "\n".join(f"  {lp.name} at {list(lp.key)}{' ' + lp.tag if lp.tag else ''}" for lp in model.loops)
-        return f"loops:\n{loops}\nloop structure:\n{build_loop_tree(model)}"
+        sched = "\n".join(f"  {iid}: [{', '.join(map(str, dims))}]" for iid, dims in model.schedule)
+        tags = ", ".join(f"{n}={t}" for n, t in model.tags) or "(none)"
+        return f"schedule ({origin}):\n{sched}\ntags: {tags}\nloop structure:\n{build_loop_tree(model)}"
 
     def inspect_opencl(self, *args, **kwargs) -> str:
         from .pipeline import Trace, compile_opencl
@@ -163,6 +172,14 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<polyjit.kernel {self.py_func.__qualname__} target={self.target}>"
+
+
+def _dispatch_key(args) -> tuple:
+    """Types of the arguments, and whether two array arguments overlap in memory."""
+    arrays = [a for a in args if type(a) is np.ndarray]
+    overlap = len(arrays) > 1 and any(np.may_share_memory(a, b) for k, a in enumerate(arrays)
+                                      for b in arrays[k + 1:])
+    return (*map(_key, args), overlap)
 
 
 def _key(x):

@@ -82,15 +82,12 @@ class OpenCLKernel:
         self.kernels = [_cl().Kernel(self.program, p.kernel) for p in code.phases]
         self.written = set(model.written_arrays())
         self.arg_index = {a.name: k for k, a in enumerate(model.arguments)}
-        self.trip = []
         from .lowering.hostcode import trip_count_source
-        for p in code.phases:
-            if p.parallel:
-                names = ", ".join(x.name for x in model.params) or "*_"
-                src = f"lambda {names}: {trip_count_source(p.init, p.cond, p.step)}"
-                self.trip.append(eval(src))  # generated from isl's AST, no user text
-            else:
-                self.trip.append(None)
+        names = ", ".join(x.name for x in model.params) or "*_"
+        self.trip = []
+        for p in code.phases:  # generated from isl's AST, no user text
+            counts = ", ".join(trip_count_source(f.init, f.cond, f.step) for f in p.dims)
+            self.trip.append(eval(f"lambda {names}: ({counts},)") if p.dims else None)
 
     def __call__(self, args):
         cl = _cl()
@@ -157,9 +154,9 @@ class OpenCLKernel:
         kargs = [np.int64(v) if isinstance(v, (int, np.integer)) and not isinstance(v, np.generic) else v
                  for v in kargs]
         for knl, trip in zip(self.kernels, self.trip):
-            size = trip(*params) if trip is not None else 1
-            if size > 0:
-                knl(queue, (size,), None, *kargs)
+            size = trip(*params) if trip is not None else (1,)
+            if min(size) > 0:
+                knl(queue, size, None, *kargs)
         cl.enqueue_copy(queue, err, err_buf)
         if err[0]:
             raise IndexError(model.checks[err[0] - 1].message)

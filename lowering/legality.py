@@ -1,32 +1,65 @@
-"""Legality of loop tags against the dependences: a parallel loop must carry none."""
+"""Legality of a schedule against the dependences of the original program order (isl).
+
+A schedule is legal iff every dependence stays lexicographically positive under it; a loop may run in
+parallel (or in vector lanes) iff no dependence is carried by it: both ends in the same iteration of every
+enclosing loop but in different iterations of this one.
+"""
 
 from __future__ import annotations
 
 import islpy as isl
 
 from ..analysis.errors import ScheduleError
-from ..analysis.model import Dependence, KernelModel, LoopInfo
+from ..analysis.model import Dependence, KernelModel
 
 
-def carried(model: KernelModel, loop: LoopInfo) -> tuple[Dependence, isl.Map] | None:
-    """A dependence carried by `loop` with the pairs of instances that carry it, or None.
+def _time_relation(model: KernelModel, dep: Dependence, time_rel: isl.Map) -> isl.Map:
+    """The pairs of `dep` whose schedule times are related by `time_rel`."""
+    width = model.schedule_width()
+    src = model.instruction_schedule_map(dep.source, width)
+    snk = model.instruction_schedule_map(dep.sink, width)
+    pairs = src.apply_range(time_rel.align_params(src.get_space())).apply_range(snk.reverse())
+    return dep.relation.intersect(pairs.align_params(dep.relation.get_space()))
 
-    Both ends lie inside the loop, agree on every enclosing loop's iterator and differ on this one's.
-    """
-    depth = len(loop.key) - 1
-    inside = {ins.id: ins for ins in model.instructions if ins.betas[: depth + 1] == loop.key}
+
+def _time_space(model: KernelModel) -> isl.Space:
+    width = model.schedule_width()
+    return isl.Set(f"{{ [{', '.join(f't{k}' for k in range(width))}] }}").get_space()
+
+
+def violated(model: KernelModel) -> tuple[Dependence, isl.Map] | None:
+    """A dependence the model's schedule reverses (or runs at the same time), with the offending pairs."""
+    later_or_same = isl.Map.lex_ge(_time_space(model))
     for dep in model.dependences:
-        if dep.source not in inside or dep.sink not in inside:
+        bad = _time_relation(model, dep, later_or_same)
+        if not bad.is_empty():
+            return dep, bad
+    return None
+
+
+def loop_positions(model: KernelModel, name: str) -> dict[str, int]:
+    """instruction id -> schedule dimension of loop `name` in it."""
+    out = {}
+    for iid, dims in model.schedule or model.original_schedule():
+        for d, dim in enumerate(dims):
+            if dim.loop == name:
+                out[iid] = d
+    return out
+
+
+def carried(model: KernelModel, name: str) -> tuple[Dependence, isl.Map] | None:
+    """A dependence carried by loop `name`, with the pairs of instances that carry it, or None."""
+    where = loop_positions(model, name)
+    width = model.schedule_width()
+    for dep in model.dependences:
+        d = where.get(dep.source)
+        if d is None or where.get(dep.sink) != d:
             continue
-        src, snk = inside[dep.source], inside[dep.sink]
-        a = [f"a{k}" for k in range(len(src.loops))]
-        b = [f"b{k}" for k in range(len(snk.loops))]
-        same = [f"a{k} = b{k}" for k in range(depth)] + [f"a{depth} != b{depth}"]
-        params = dep.relation.get_space().get_var_names(isl.dim_type.param)
-        m = isl.Map(f"[{', '.join(params)}] -> {{ {src.id}[{', '.join(a)}] -> {snk.id}[{', '.join(b)}] : "
-                    f"{' and '.join(same).replace('!=', '<')} or "
-                    f"{' and '.join(same).replace('!=', '>')} }}")
-        bad = dep.relation.intersect(m.align_params(dep.relation.get_space()))
+        t = [f"t{k}" for k in range(width)]
+        u = [f"u{k}" for k in range(width)]
+        same = " and ".join([f"t{k} = u{k}" for k in range(d)] + ["0 = 0"])
+        rel = isl.Map(f"{{ [{', '.join(t)}] -> [{', '.join(u)}] : {same} and (t{d} < u{d} or t{d} > u{d}) }}")
+        bad = _time_relation(model, dep, rel)
         if not bad.is_empty():
             return dep, bad
     return None
@@ -37,27 +70,33 @@ def describe(model: KernelModel, dep: Dependence, bad: isl.Map) -> str:
     src, snk = model.instruction(dep.source), model.instruction(dep.sink)
     point = bad.wrap().sample_point()
     space = bad.get_space()
-    nparam = space.dim(isl.dim_type.param)
     params = [f"{space.get_dim_name(isl.dim_type.param, k)}="
-              f"{point.get_coordinate_val(isl.dim_type.param, k).to_python()}" for k in range(nparam)]
-    coords = [point.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(len(src.loops) + len(snk.loops))]
-    a = ", ".join(f"{n}={v}" for n, v in zip(src.loops, coords[: len(src.loops)]))
-    b = ", ".join(f"{n}={v}" for n, v in zip(snk.loops, coords[len(src.loops):]))
+              f"{point.get_coordinate_val(isl.dim_type.param, k).to_python()}"
+              for k in range(space.dim(isl.dim_type.param))]
+    n = len(src.loops) + len(snk.loops)
+    coords = [point.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(n)]
+    a = ", ".join(f"{v}={c}" for v, c in zip(src.loops, coords[: len(src.loops)]))
+    b = ", ".join(f"{v}={c}" for v, c in zip(snk.loops, coords[len(src.loops):]))
     verb = {"flow": "written at ({a}) is read at ({b})", "anti": "read at ({a}) is overwritten at ({b})",
             "output": "written at ({a}) is written again at ({b})"}[dep.kind].format(a=a, b=b)
     return (f"the {dep.kind} dependence from line {src.line} to line {snk.line} on `{dep.array}`: "
             f"`{dep.array}` {verb}" + (f" (with {', '.join(params)})" if params else ""))
 
 
-def check_parallel(model: KernelModel, *, what: str = "parallel") -> None:
-    """Raise ScheduleError if a loop tagged parallel carries a dependence."""
-    for loop in model.loops:
-        if loop.tag != "parallel":
+def check_legal(model: KernelModel, what: str = "the schedule") -> None:
+    """Raise ScheduleError if the schedule breaks a dependence or a parallel/vector loop carries one."""
+    found = violated(model)
+    if found:
+        raise ScheduleError(f"{what} reverses " + describe(model, *found),
+                            hint="choose another loop order or factor, or pass unsafe=True if you know better")
+    for name, tag in model.tags:
+        if tag not in ("parallel", "vector"):
             continue
-        found = carried(model, loop)
+        found = carried(model, name)
         if found:
-            dep, bad = found
-            raise ScheduleError(
-                f"loop `{loop.name}` (line {loop.line}) cannot run in parallel: it carries "
-                + describe(model, dep, bad),
-                hint="use range() for this loop, parallelize another loop, or pass unsafe=True if you know better")
+            how = "in parallel" if tag == "parallel" else "in vector lanes"
+            line = next((lp.line for lp in model.loops if lp.name == name), 0)
+            at = f" (line {line})" if line else ""
+            raise ScheduleError(f"loop `{name}`{at} cannot run {how}: it carries " + describe(model, *found),
+                                hint="use range() for this loop, choose another loop, "
+                                     "or pass unsafe=True if you know better")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import islpy as isl
 
 from ..analysis import expr as E
-from ..analysis.model import KernelModel, LoopInfo
+from ..analysis.model import KernelModel
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class For(Node):
     cond: E.Expr  # evaluated before each iteration, over var
     step: int
     body: tuple[Node, ...]
-    loop: LoopInfo
+    name: str  # the loop's name in the schedule (source name, or one made by split/tile)
+    tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def format_tree(nodes, depth: int = 0) -> str:
     out = []
     for n in nodes:
         if isinstance(n, For):
-            tag = f"  # {n.loop.name}{' ' + n.loop.tag if n.loop.tag else ''}"
+            tag = f"  # {n.name}{' ' + n.tag if n.tag else ''}"
             out.append(f"{pad}for {n.var} = {n.init}; {n.cond}; {n.var} += {n.step}:{tag}")
             out.append(format_tree(n.body, depth + 1))
         elif isinstance(n, If):
@@ -108,15 +109,35 @@ def _schedule_dim(var: str) -> int:
     return int(var[1:])
 
 
+def _ast_options(model: KernelModel) -> isl.UnionMap | None:
+    """isl AST build options: `unroll` for the schedule dimensions of loops tagged unroll."""
+    width = model.schedule_width()
+    result = None
+    for name, tag in model.tags:
+        if tag != "unroll":
+            continue
+        for iid, dims in model.schedule or model.original_schedule():
+            for d, dim in enumerate(dims):
+                if dim.loop == name:
+                    times = model.instruction_schedule_map(iid, width).range()
+                    opt = isl.Map.from_domain_and_range(times, isl.Set(f"{{ unroll[{d}] }}"))
+                    opt = isl.UnionMap.from_map(opt)
+                    result = opt if result is None else result.union(opt)
+    return result
+
+
 def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) -> LoopTree:
     """Loop code for `model` under `schedule` (default: the original program order)."""
     schedule = schedule if schedule is not None else model.schedule_map()
     if schedule.is_empty():
         return LoopTree(())
     build = isl.AstBuild.from_context(model.context)
+    options = _ast_options(model)
+    if options is not None:
+        build = build.set_options(options)
     node = build.node_from_schedule_map(schedule)
     instructions = {ins.id: ins for ins in model.instructions}
-    loops = {lp.key: lp for lp in model.loops}
+    schedules = dict(model.schedule or model.original_schedule())
 
     def first_run(n):
         for x in n:
@@ -136,11 +157,11 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
             var = n.for_get_iterator().get_id().get_name()
             body = convert(n.for_get_body())
             run = first_run(body)
-            ins = instructions[run.instruction]
-            depth = (_schedule_dim(var) - 1) // 2
-            loop = loops[ins.betas[: depth + 1]]
+            dims = schedules[run.instruction]
+            d = _schedule_dim(var)
+            name = dims[d].loop if d < len(dims) and dims[d].loop else var
             return (For(var, convert_expr(n.for_get_init()), convert_expr(n.for_get_cond()),
-                        int(n.for_get_inc().get_val().to_python()), body, loop),)
+                        int(n.for_get_inc().get_val().to_python()), body, name, model.loop_tag(name)),)
         if t == isl.ast_node_type.if_:
             orelse = convert(n.if_get_else_node()) if n.if_has_else_node() else ()
             return (If(convert_expr(n.if_get_cond()), convert(n.if_get_then_node()), orelse),)

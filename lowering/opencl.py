@@ -26,11 +26,11 @@ _FLOAT_CALLS = {
 @dataclass(frozen=True)
 class Phase:
     kernel: str  # the __kernel's name
-    parallel: bool
-    init: E.Expr | None = None  # for parallel phases: the loop's first value, step and condition
-    cond: E.Expr | None = None
-    step: int = 1
-    var: str | None = None
+    dims: tuple[For, ...] = ()  # the loops mapped to NDRange dimensions 0, 1, 2; () runs one work-item
+
+    @property
+    def parallel(self) -> bool:
+        return bool(self.dims)
 
 
 @dataclass(frozen=True)
@@ -306,16 +306,16 @@ class OpenCLEmitter:
         a = self.model.argument(name)
         return a.ndim if a is not None else len(self.model.temporary(name).shape)
 
-    def kernel(self, name: str, nodes, parallel_for: For | None) -> str:
+    def kernel(self, name: str, nodes, dims: tuple[For, ...] = ()) -> str:
         out = [f"__kernel void {name}({self.params()})", "{"]
         for k, s in enumerate(self.slots):
             c = C_TYPES[self.types[s]]
             out.append(f"    {c} {s} = *(__global {c} *)(pj_scal + {k});")
-        if parallel_for is not None:
-            f = parallel_for
-            out.append(f"    const long {f.var} = {self.expr(f.init)} + (long)get_global_id(0) * {f.step};")
-            out.append(f"    if (!({self.expr(f.cond)})) return;")
-            out += self.lines(f.body, 1)
+        if dims:
+            for k, f in enumerate(dims):
+                out.append(f"    const long {f.var} = {self.expr(f.init)} + (long)get_global_id({k}) * {f.step};")
+                out.append(f"    if (!({self.expr(f.cond)})) return;")
+            out += self.lines(dims[-1].body, 1)
         else:
             out += self.lines(nodes, 1)
             for k, s in enumerate(self.slots):
@@ -351,15 +351,16 @@ class OpenCLEmitter:
             if pending:
                 name = f"{self.model.name}_p{len(phases)}"
                 kernels.append(self.kernel(name, tuple(pending), None))
-                phases.append(Phase(name, False))
+                phases.append(Phase(name))
                 pending.clear()
 
         for node in self.tree.body:
-            if isinstance(node, For) and node.loop.tag == "parallel" and _trip_form(node):
+            dims = _ndrange(node)
+            if dims:
                 flush()
                 name = f"{self.model.name}_p{len(phases)}"
-                kernels.append(self.kernel(name, (), node))
-                phases.append(Phase(name, True, node.init, node.cond, node.step, node.var))
+                kernels.append(self.kernel(name, (), dims))
+                phases.append(Phase(name, dims))
             else:
                 pending.append(node)
         flush()
@@ -369,12 +370,25 @@ class OpenCLEmitter:
         return OpenCLProgram(source, tuple(phases), self.arrays, self.scalars, self.slots, needs_fp64)
 
 
-def _trip_form(f: For) -> bool:
-    """Whether the host can count the iterations: `var < e` or `var <= e` with a positive step."""
+def _trip_form(f: For, outer: set[str]) -> bool:
+    """Whether the host can count the iterations: `var < e` or `var <= e`, positive step, e and the
+    first value free of loop iterators."""
     c = f.cond
-    return f.step > 0 and isinstance(c, E.Compare) and c.op in ("lt", "le") and \
-        isinstance(c.left, E.Var) and c.left.name == f.var and f.var not in {
-            v.name for v in E.walk(c.right) if isinstance(v, E.Var)}
+    if not (f.step > 0 and isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.left, E.Var)
+            and c.left.name == f.var):
+        return False
+    used = {v.name for x in (c.right, f.init) for v in E.walk(x) if isinstance(v, E.Var)}
+    return not (used & (outer | {f.var}))
+
+
+def _ndrange(node) -> tuple[For, ...]:
+    """The perfectly nested parallel loops at the top of `node` that become NDRange dimensions (at most 3)."""
+    dims: list[For] = []
+    while isinstance(node, For) and node.tag == "parallel" and len(dims) < 3 \
+            and _trip_form(node, {f.var for f in dims}):
+        dims.append(node)
+        node = node.body[0] if len(node.body) == 1 else None
+    return tuple(dims)
 
 
 def emit_opencl(model: KernelModel, tree: LoopTree) -> OpenCLProgram:

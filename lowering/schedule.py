@@ -1,54 +1,59 @@
-"""Schedule hints given as decorator keywords, applied to the model and checked for legality.
-
-This first version applies `parallel=` (and `polyjit.prange`, which the frontend already tagged); the other
-keywords are validated against the model's loop names.
-"""
+"""Schedule hints given as decorator keywords, applied as transformations and checked for legality."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
-from .legality import check_parallel
+from . import transform as T
+from .heuristic import auto_schedule
+from .legality import check_legal
 
-NOT_YET_APPLIED = ("split", "tile", "order", "unroll", "vectorize")
-
-
-def loop_names(model: KernelModel) -> list[str]:
-    return sorted({lp.name for lp in model.loops})
+KEYWORDS = ("split", "tile", "order", "unroll", "vectorize", "parallel", "schedule")
 
 
-def _check_names(model: KernelModel, keyword: str, names) -> None:
-    valid = loop_names(model)
-    for n in names:
-        base = n.removesuffix("_outer").removesuffix("_inner")
-        if n not in valid and base not in valid:
-            raise ScheduleError(f"{keyword}= names loop `{n}`, but the kernel has no such loop; "
-                                f"valid names: {', '.join(valid) or '(none)'}")
-
-
-def parallelize(model: KernelModel, *, loops: tuple[str, ...]) -> KernelModel:
-    """Tags every loop named in `loops` parallel. Identity preserved: the iteration set is unchanged."""
-    new = tuple(replace(lp, tag="parallel") if lp.name in loops else lp for lp in model.loops)
-    return replace(model, loops=new)
+def has_hints(options) -> bool:
+    return any(getattr(options, kw) for kw in KEYWORDS)
 
 
 def apply_hints(model: KernelModel, options) -> KernelModel:
-    """The model with the decorator's schedule hints applied, after checking them against the dependences."""
+    """The model with the decorator's schedule hints applied (or the heuristic's, when none are given),
+    after checking them against the dependences unless `unsafe=True`."""
+    if getattr(options, "sequential", False):
+        return replace(model, schedule=model.original_schedule(), tags=())
+    if not has_hints(options) and not model.tags:
+        return auto_schedule(model)
+    for name, factor in (options.split or {}).items():
+        model = T.split(model, name, factor)
+    if options.tile:
+        model = T.tile(model, options.tile)
+    if options.order:
+        model = T.reorder(model, tuple(options.order))
+    if isinstance(options.unroll, str):
+        model = T.unroll(model, options.unroll)
+    else:
+        for name, factor in (options.unroll or {}).items():
+            model = T.unroll(model, name, factor)
+    if isinstance(options.vectorize, str):
+        model = T.vectorize(model, options.vectorize)
+    else:
+        for name, width in (options.vectorize or {}).items():
+            model = T.vectorize(model, name, width)
     if options.parallel:
-        names = (options.parallel,) if isinstance(options.parallel, str) else tuple(options.parallel)
-        _check_names(model, "parallel", names)
-        model = parallelize(model, loops=names)
-    for kw in NOT_YET_APPLIED:
-        value = getattr(options, kw)
-        if value:
-            names = [value] if isinstance(value, str) else list(value)
-            _check_names(model, kw, names)
-            warnings.warn(f"polyjit: schedule keyword {kw}= is validated but not applied yet", stacklevel=4)
+        for name in (options.parallel,) if isinstance(options.parallel, str) else tuple(options.parallel):
+            model = T.parallelize(model, name)
     if options.schedule is not None:
         model = options.schedule(model)
+        if not isinstance(model, KernelModel):
+            raise ScheduleError(f"schedule= must return a KernelModel, not {type(model).__name__}")
     if not options.unsafe:
-        check_parallel(model)
+        check_legal(model, _describe(options))
     return model
+
+
+def _describe(options) -> str:
+    parts = [f"{kw}={getattr(options, kw)!r}" for kw in KEYWORDS if getattr(options, kw) and kw != "schedule"]
+    if options.schedule is not None:
+        parts.append("schedule=...")
+    return ", ".join(parts) or "the schedule"

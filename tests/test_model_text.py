@@ -69,8 +69,9 @@ def test_slice_update_runs_downwards():
     """numpy reads A[:-1] whole before writing A[1:]: the implicit loop must run downwards."""
     text = polyjit.kernel(shift).inspect_schedule(np.zeros(5))
     assert text == textwrap.dedent("""\
-        loops:
-          _A0 at [0]
+        schedule (heuristic):
+          S0: [0, _A0:-_A0, 0]
+        tags: (none)
         loop structure:
         for c1 = ((-A_shape0) + 2); (c1 <= 0); c1 += 1:  # _A0
           S0(_A0=(-c1))""")

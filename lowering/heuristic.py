@@ -1,0 +1,60 @@
+"""The default schedule when the user gives no hints: legal by construction (each step is checked).
+
+Per top-level nest: make the loop with the most unit-stride accesses innermost in perfect nests (gemm's
+i, k, j), then run the outermost loop that carries no dependence in parallel.
+"""
+
+from __future__ import annotations
+
+from ..analysis import expr as E
+from ..analysis.errors import ScheduleError
+from ..analysis.model import KernelModel
+from . import transform as T
+from .legality import carried, violated
+
+
+def _unit_stride_score(model: KernelModel, loop: str) -> int:
+    score = 0
+    for ins in model.instructions:
+        if loop not in ins.loops:
+            continue
+        for acc in ins.accesses:
+            if acc.index and acc.affine:
+                last = acc.index[-1]
+                while isinstance(last, E.Cast):
+                    last = last.operand
+                if isinstance(last, E.Var) and last.name == loop:
+                    score += 1
+    return score
+
+
+def _nests(model: KernelModel):
+    """The loop names of each perfect band at the top of a nest, outermost first."""
+    bands: dict[str, list[str]] = {}
+    for _, dims in model.schedule or model.original_schedule():
+        names = [d.loop for d in dims if d.loop]
+        if names:
+            band = bands.setdefault(names[0], [])
+            if len(names) > len(band):
+                bands[names[0]] = names
+    return list(bands.values())
+
+
+def auto_schedule(model: KernelModel) -> KernelModel:
+    for names in _nests(model):
+        if len(names) >= 2:
+            best = max(names, key=lambda n: (_unit_stride_score(model, n), names.index(n)))
+            if best != names[-1] and _unit_stride_score(model, best) > _unit_stride_score(model, names[-1]):
+                order = tuple(n for n in names if n != best) + (best,)
+                try:
+                    candidate = T.reorder(model, order)
+                    if violated(candidate) is None:
+                        model = candidate
+                except ScheduleError:
+                    pass
+    for names in _nests(model):
+        for name in names:
+            if carried(model, name) is None:
+                model = T.parallelize(model, name)
+                break
+    return model
