@@ -68,7 +68,11 @@ def carried(model: KernelModel, name: str) -> tuple[Dependence, isl.Map] | None:
 def describe(model: KernelModel, dep: Dependence, bad: isl.Map) -> str:
     """Names the dependence: source lines, array, and a concrete pair of instances with parameter values."""
     src, snk = model.instruction(dep.source), model.instruction(dep.sink)
-    point = bad.wrap().sample_point()
+    valid = model.context
+    for chk in model.checks:  # prefer parameter values for which the program runs without IndexError
+        valid = valid.subtract(chk.violation.align_params(valid.get_space()))
+    plausible = bad.intersect_params(valid.align_params(bad.get_space()))
+    point = (bad if plausible.is_empty() else plausible).wrap().sample_point()
     space = bad.get_space()
     params = [f"{space.get_dim_name(isl.dim_type.param, k)}="
               f"{point.get_coordinate_val(isl.dim_type.param, k).to_python()}"

@@ -1,0 +1,227 @@
+"""A catalogue of legal and illegal schedule hints on classic kernels.
+
+Legal hints must give exactly the results of the Python function (differential, over sizes that do not
+divide the factors); illegal ones must raise ScheduleError naming the violated dependence.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import polyjit
+from polyjit.lowering import transform as T
+
+from helpers import arrays, check
+
+pytestmark = pytest.mark.opencl
+
+
+def gemm(A, B, C):
+    for i in range(C.shape[0]):
+        for j in range(C.shape[1]):
+            for k in range(A.shape[1]):
+                C[i, j] += A[i, k] * B[k, j]
+
+
+def jacobi_2d(A, B, steps):
+    n = A.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            for j in range(1, n - 1):
+                B[i, j] = 0.2 * (A[i, j] + A[i, j - 1] + A[i, j + 1] + A[i + 1, j] + A[i - 1, j])
+        for i in range(1, n - 1):
+            for j in range(1, n - 1):
+                A[i, j] = 0.2 * (B[i, j] + B[i, j - 1] + B[i, j + 1] + B[i + 1, j] + B[i - 1, j])
+
+
+def seidel_2d(A, steps):
+    n = A.shape[0]
+    for t in range(steps):
+        for i in range(1, n - 1):
+            for j in range(1, n - 1):
+                A[i, j] = (A[i - 1, j - 1] + A[i - 1, j] + A[i - 1, j + 1] + A[i, j - 1] + A[i, j]
+                           + A[i, j + 1] + A[i + 1, j - 1] + A[i + 1, j] + A[i + 1, j + 1]) / 9.0
+
+
+def lu(A):
+    n = A.shape[0]
+    for k in range(n):
+        for i in range(k + 1, n):
+            A[i, k] = A[i, k] / A[k, k]
+        for i in range(k + 1, n):
+            for j in range(k + 1, n):
+                A[i, j] -= A[i, k] * A[k, j]
+
+
+def prefix_sum(x):
+    for i in range(1, len(x)):
+        x[i] += x[i - 1]
+
+
+def skewed(A):
+    for i in range(1, A.shape[0]):
+        for j in range(A.shape[1] - 1):
+            A[i, j] = A[i - 1, j + 1] + 1.0
+
+
+def row_sums(A, r):
+    for i in range(A.shape[0]):
+        s = 0.0
+        for j in range(A.shape[1]):
+            s += A[i, j]
+        r[i] = s
+
+
+def total(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i]
+    return s
+
+
+def matrix(n, m=None, dtype=np.float64):
+    return arrays(dtype, (n, m if m is not None else n), -10, 10)
+
+
+LEGAL = [
+    ("gemm tile", gemm, dict(tile={"i": 4, "j": 3})),
+    ("gemm order ikj", gemm, dict(order=("i", "k", "j"))),
+    ("gemm order kij", gemm, dict(order=("k", "i", "j"))),
+    ("gemm tile3 + parallel", gemm, dict(tile={"i": 4, "j": 4, "k": 3}, parallel="i_outer")),
+    ("gemm split+unroll", gemm, dict(split={"k": 3}, unroll="k_inner")),
+    ("gemm unroll factor", gemm, dict(unroll={"j": 2})),
+    ("gemm parallel i,j", gemm, dict(parallel=("i", "j"))),
+    ("gemm vectorize j", gemm, dict(vectorize={"j": 4})),
+    ("jacobi parallel+tile", jacobi_2d, dict(tile={"i": 4, "j": 4}, parallel="i_outer")),
+    ("seidel split", seidel_2d, dict(split={"j": 3})),
+    ("lu parallel i", lu, dict(parallel="i")),
+    ("prefix split", prefix_sum, dict(split={"i": 4})),
+    ("skewed parallel j", skewed, dict(parallel="j")),
+    ("row sums parallel", row_sums, dict(parallel="i")),
+]
+
+ILLEGAL = [
+    ("gemm parallel k", gemm, dict(parallel="k"), "anti dependence", "on `C`"),
+    ("jacobi parallel t", jacobi_2d, dict(parallel="t"), "dependence", "cannot run in parallel"),
+    ("seidel interchange", seidel_2d, dict(order=("j", "i")), "reverses the", "dependence from line"),
+    ("seidel parallel i", seidel_2d, dict(parallel="i"), "dependence", "on `A`"),
+    ("lu parallel k", lu, dict(parallel="k"), "dependence", "on `A`"),
+    ("prefix parallel", prefix_sum, dict(parallel="i"), "flow dependence", "written at (i=1) is read at (i=2)"),
+    ("skewed interchange", skewed, dict(order=("j", "i")), "reverses the", "dependence from line"),
+    ("skewed parallel i", skewed, dict(parallel="i"), "flow dependence", "on `A`"),
+    ("reduction parallel", row_sums, dict(parallel="j"), "dependence", "on `s`"),
+    ("sum parallel", total, dict(parallel="i"), "dependence", "on `s`"),
+]
+
+
+def args_for(fn, data, n, m):
+    if fn in (gemm,):
+        k = data.draw(st.integers(0, 7))
+        return (data.draw(matrix(n, k)), data.draw(matrix(k, m)), data.draw(matrix(n, m)))
+    if fn is jacobi_2d:
+        return (data.draw(matrix(n)), data.draw(matrix(n)), data.draw(st.integers(0, 3)))
+    if fn is seidel_2d:
+        return (data.draw(matrix(n)), data.draw(st.integers(0, 3)))
+    if fn is lu:
+        a = data.draw(matrix(n))
+        return (a + np.eye(n) * 50,)  # diagonally dominant: no zero pivots
+    if fn is prefix_sum:
+        return (data.draw(arrays(np.float64, n * m, -10, 10)),)
+    if fn is skewed:
+        return (data.draw(matrix(n, m)),)
+    if fn is row_sums:
+        return (data.draw(matrix(n, m)), np.zeros(n))
+    return (data.draw(arrays(np.float64, n)),)
+
+
+KERNELS = {name: polyjit.kernel(fn, **hints) for name, fn, hints in LEGAL}
+
+
+@pytest.mark.parametrize("name, fn, hints", LEGAL, ids=[x[0] for x in LEGAL])
+@settings(max_examples=12, deadline=None)
+@given(data=st.data(), n=st.integers(0, 11), m=st.integers(1, 9))
+def test_legal_hints_match_python(name, fn, hints, data, n, m):
+    check(KERNELS[name], *args_for(fn, data, n, m))
+
+
+@pytest.mark.parametrize("name, fn, hints, kind, detail", ILLEGAL, ids=[x[0] for x in ILLEGAL])
+def test_illegal_hints_name_the_dependence(name, fn, hints, kind, detail):
+    k = polyjit.kernel(fn, **hints)
+    args = args_for(fn, _FixedData(), 5, 5)
+    with pytest.raises(polyjit.ScheduleError) as info:
+        k(*args)
+    message = str(info.value)
+    assert kind in message and detail in message, message
+    assert "line" in message
+
+
+class _FixedData:
+    """Stands in for hypothesis' data object with fixed draws."""
+
+    def draw(self, strategy):
+        return strategy.example() if not isinstance(strategy, st.SearchStrategy) else _example(strategy)
+
+
+def _example(strategy):
+    from hypothesis import find
+    return find(strategy, lambda x: True)
+
+
+def test_unsafe_skips_the_check():
+    k = polyjit.kernel(prefix_sum, parallel="i", unsafe=True)
+    text = k.inspect_schedule(np.zeros(8))
+    assert "i=parallel" in text
+
+
+def test_schedule_callable_gets_the_model():
+    seen = []
+
+    def sched(model):
+        seen.append(model)
+        return T.split(model, "i", 4)
+
+    k = polyjit.kernel(prefix_sum, schedule=sched)
+    check(k, np.arange(10.0))
+    assert seen and "i_outer" in k.inspect_schedule(np.arange(10.0))
+
+
+def test_split_identity_in_loop_structure():
+    text = polyjit.kernel(prefix_sum, split={"i": 4}).inspect_schedule(np.zeros(10))
+    assert "S0(i=((4 * c1) + c2))" in text  # i == i_inner + 4*i_outer
+
+
+def test_heuristic_interchanges_gemm_and_parallelizes():
+    text = polyjit.kernel(gemm).inspect_schedule(np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((3, 3)))
+    assert "schedule (heuristic)" in text
+    assert "tags: i=parallel" in text
+    lines = [ln.split("#")[1].strip() for ln in text.splitlines() if ln.strip().startswith("for")]
+    assert lines == ["i parallel", "k", "j"]
+
+
+def test_reorder_of_imperfect_nest_is_refused():
+    with pytest.raises(polyjit.ScheduleError, match="perfect nest"):
+        polyjit.kernel(row_sums, order=("j", "i")).inspect_schedule(np.zeros((3, 3)), np.zeros(3))
+
+
+def test_distribute_and_fuse_preserve_results():
+    def two(x, y):
+        for i in range(len(x)):
+            x[i] = x[i] * 2
+            y[i] = y[i] + 1
+
+    def dist(model):
+        return T.distribute(model, "i")
+
+    check(polyjit.kernel(two, schedule=dist), np.arange(7.0), np.arange(7.0))
+
+    def seq(x, y):
+        for i in range(len(x)):
+            x[i] = x[i] * 2
+        for j in range(len(y)):
+            y[j] = x[j] + 1
+
+    check(polyjit.kernel(seq, schedule=lambda m: T.fuse(m, "i", "j")), np.arange(7.0), np.arange(7.0))
+    bad = polyjit.kernel(prefix_sum, schedule=lambda m: T.split(m, "i", 2), parallel="i_inner")
+    with pytest.raises(polyjit.ScheduleError):
+        bad(np.arange(6.0))
