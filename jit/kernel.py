@@ -117,16 +117,15 @@ class Kernel:
     def _compile(self, signature, sequential=False):
         from .pipeline import Trace, compile_opencl
         target = self.target
-        if target == "native":
-            raise NotImplementedError("the native x86-64 backend is not available yet; use target='opencl' "
-                                      "or POLYJIT_TARGET=opencl")
         program = self.program()
         trace = Trace()
         options = self.options
         if sequential:  # overlapping arrays: dependences between names do not hold, keep program order
             options = Options(options.target, options.cache, options.fastmath, sequential=True)
-        model, tree, code, checks = compile_opencl(program, signature, options, trace)
         import time
+        if target == "native":
+            return self._compile_native(program, signature, options, trace)
+        model, tree, code, checks = compile_opencl(program, signature, options, trace)
 
         from .opencl_runtime import OpenCLKernel
         t0 = time.perf_counter()
@@ -134,6 +133,29 @@ class Kernel:
         trace.times["opencl build"] = time.perf_counter() - t0
         compiled.trace = trace
         compiled.tree = tree
+        self.stats = {**self.stats, **trace.times}
+        return compiled
+
+    def _compile_native(self, program, signature, options, trace):
+        import time
+
+        from .asm import allocate, encode, isa_tier, load
+        from .lowering.hostcode import trip_count_source
+        from .native_runtime import NativeKernel
+        from .pipeline import compile_native
+        isa = isa_tier()
+        model, tree, phases, layout, checks = compile_native(program, signature, options, trace, isa)
+        t0 = time.perf_counter()
+        loaded = []
+        for ph in phases:
+            fn = load(encode(allocate(ph.function.program())), ph.function.c_signature())
+            loaded.append((ph, fn))
+        trace.times["assemble+load"] = time.perf_counter() - t0
+        names = ", ".join(p.name for p in model.params) or "*_"
+        trips = [eval(f"lambda {names}: ({trip_count_source(ph.loop.init, ph.loop.cond, ph.loop.step)},)")
+                 if ph.parallel else None for ph in phases]  # generated from isl's AST, no user text
+        compiled = NativeKernel(model, loaded, layout, trips, checks)
+        compiled.trace, compiled.tree, compiled.isa = trace, tree, isa
         self.stats = {**self.stats, **trace.times}
         return compiled
 
@@ -169,6 +191,21 @@ class Kernel:
         args = self._bind(args, kwargs)
         _, _, code, _ = compile_opencl(self.program(), self.signature(args), self.options, Trace())
         return code.source
+
+    def inspect_asm(self, *args, **kwargs) -> str:
+        """The assembly listing (allocated and encoded) of the native specialization for these arguments."""
+        from .asm import isa_tier
+        args = self._bind(args, kwargs)
+        compiled = self._compile(self.signature(args), sequential=_dispatch_key(args)[-1]) \
+            if self.target != "native" else self.specialize(*args)
+        if not hasattr(compiled, "listing"):
+            from dataclasses import replace
+            saved, self.options = self.options, replace(self.options, target="native")
+            try:
+                compiled = self._compile(self.signature(args), sequential=_dispatch_key(args)[-1])
+            finally:
+                self.options = saved
+        return f"; isa={isa_tier()}\n" + compiled.listing()
 
     def __repr__(self) -> str:
         return f"<polyjit.kernel {self.py_func.__qualname__} target={self.target}>"

@@ -126,10 +126,11 @@ class OpenCLKernel:
                 raise ValueError(f"argument `{name}` is read-only, but the kernel assigns to it")
             root = _root(x)
             offset = x.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-            direct = (root.dtype == x.dtype and (root.flags.c_contiguous or root.flags.f_contiguous)
+            direct = (root.dtype == x.dtype and x.dtype.isnative
+                      and (root.flags.c_contiguous or root.flags.f_contiguous)
                       and offset % item == 0 and all(s % item == 0 for s in x.strides))
             if not direct:  # stage through a contiguous copy
-                staged = np.ascontiguousarray(x)
+                staged = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))  # native byte order
                 root, offset = staged, 0
                 copies_key = id(staged)
             else:

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-STAGES = ("source", "model", "schedule", "looptree", "opencl")
+STAGES = ("source", "model", "schedule", "looptree", "opencl", "asm")
 
 
 @dataclass
@@ -46,3 +46,28 @@ def compile_opencl(program, signature: dict, options, trace: Trace):
     code = trace.stage("opencl", emit_opencl, model, tree)
     checks = check_function_source(model)
     return model, tree, code, checks
+
+
+def compile_native(program, signature: dict, options, trace: Trace, isa: str):
+    """Source program + argument types -> model, schedule, loop tree, asm functions per phase."""
+    from .analysis.build import build_model
+    from .lowering.hostcode import check_function_source
+    from .lowering.looptree import build_loop_tree
+    from .lowering.native import block_layout, emit_native
+    from .lowering.schedule import apply_hints
+
+    model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
+    model = trace.stage("schedule", apply_hints, model, options)
+    tree = trace.stage("looptree", build_loop_tree, model)
+    phases = trace.stage("asm", lambda: _Listing(emit_native(model, tree, isa)))
+    return model, tree, phases.phases, block_layout(model), check_function_source(model)
+
+
+class _Listing:
+    """Stage result whose text form is the phases' assembly listings."""
+
+    def __init__(self, phases):
+        self.phases = phases
+
+    def __str__(self) -> str:
+        return "\n\n".join(p.function.listing() for p in self.phases)

@@ -22,6 +22,11 @@ def arg_type(name: str, x):
                             f"(supported: {', '.join(DTYPES)})")
         layout = "C" if getattr(x, "flags", None) is not None and x.flags.c_contiguous else "A"
         return ArrayType(dt, x.ndim, layout)
+    if isinstance(x, np.generic):  # first: np.float64 is a subclass of float, but it is not weak
+        dt = dtype_name(x.dtype)
+        if dt not in DTYPES:
+            raise TypeError(f"argument `{name}` has type {type(x).__name__}, which polyjit does not support")
+        return Ty(dt)
     if isinstance(x, bool):
         return Ty("bool", True)
     if isinstance(x, int):
@@ -30,9 +35,4 @@ def arg_type(name: str, x):
         return Ty("int64", True)
     if isinstance(x, float):
         return Ty("float64", True)
-    if isinstance(x, np.generic):
-        dt = dtype_name(x.dtype)
-        if dt not in DTYPES:
-            raise TypeError(f"argument `{name}` has type {type(x).__name__}, which polyjit does not support")
-        return Ty(dt)
     raise TypeError(f"argument `{name}` is a {type(x).__name__}; polyjit kernels take numpy arrays and numbers")

@@ -135,7 +135,16 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
     options = _ast_options(model)
     if options is not None:
         build = build.set_options(options)
-    node = build.node_from_schedule_map(schedule)
+    try:
+        node = build.node_from_schedule_map(schedule)
+    except isl.Error as e:
+        if options is None or "unroll" not in str(e):
+            raise
+        from ..analysis.errors import ScheduleError
+        loops = ", ".join(f"`{name}`" for name, tag in model.tags if tag == "unroll")
+        raise ScheduleError(f"unroll= cannot fully unroll loop {loops}: its trip count is not a constant "
+                            "(isl finds no constant bound)", None,
+                            "give a factor instead, e.g. unroll={'k': 4}") from None
     instructions = {ins.id: ins for ins in model.instructions}
     schedules = dict(model.schedule or model.original_schedule())
 

@@ -14,6 +14,7 @@ from ..analysis import expr as E
 from ..analysis.model import KernelModel
 from .ctypes_ import C_TYPES, INT_MIN, UNSIGNED
 from .looptree import For, If, LoopTree, Run
+from .typeof import type_of
 
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _FLOAT_CALLS = {
@@ -123,25 +124,7 @@ class OpenCLEmitter:
 
     # -- types ------------------------------------------------------------------------------------------
     def type_of(self, e: E.Expr) -> str:
-        if isinstance(e, E.Cast):
-            return e.dtype
-        if isinstance(e, E.Var):
-            return self.types.get(e.name, "int64")
-        if isinstance(e, E.Index):
-            return self.types[e.array]
-        if isinstance(e, E.Const):
-            return "float64" if isinstance(e.value, float) else "bool" if isinstance(e.value, bool) else "int64"
-        if isinstance(e, (E.Compare, E.BoolOp)) or (isinstance(e, E.UnOp) and e.op == "not"):
-            return "bool"
-        if isinstance(e, (E.BinOp,)):
-            return self.type_of(e.left)
-        if isinstance(e, E.UnOp):
-            return self.type_of(e.operand)
-        if isinstance(e, E.Select):
-            return self.type_of(e.then)
-        if isinstance(e, E.Call) and e.args:
-            return self.type_of(e.args[0]) if e.func != "_check" else "int64"
-        return "int64"
+        return type_of(e, self.types)
 
     # -- expressions ------------------------------------------------------------------------------------
     def expr(self, e: E.Expr) -> str:

@@ -1,0 +1,859 @@
+"""x86-64 code from the loop tree through polyjit.asm: one function per phase, scalar code.
+
+Every phase function takes `(int64_t *block, int64_t lo, int64_t hi)`. The block holds, in 8-byte slots:
+each array's data pointer, its sizes and byte strides; the scalar arguments; the scalar locals (which carry
+values between phases); the error code of run-time index checks. A serial phase ignores lo/hi; a parallel
+phase runs iterations [lo, hi) of its loop, so the host can hand chunks to threads.
+
+Integer values live in 64-bit registers, normalized to their dtype (sign- or zero-extended) after each
+operation, which gives numpy's fixed-width wrap-around; floats live in the low lane of xmm registers. Scalar
+float code uses VEX forms from the avx2 tier up, legacy SSE2 below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..analysis import expr as E
+from ..analysis.model import KernelModel
+from ..asm import Function, Mem, rax, rdx
+from .looptree import For, If, LoopTree, Run
+from .opencl import _ndrange
+from .typeof import type_of
+
+SIGNED = {"int8": 1, "int16": 2, "int32": 4, "int64": 8}
+UNSIGNED = {"uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1}
+LIBM = {"exp", "log", "log2", "log10", "sin", "cos", "tan", "tanh", "sinh", "cosh", "asin", "acos", "atan",
+        "expm1", "log1p", "erf", "erfc", "cbrt", "floor", "ceil", "trunc", "rint", "pow", "atan2", "hypot",
+        "fmod", "copysign"}
+_JCC_INT = {"lt": ("l", "b"), "le": ("le", "be"), "gt": ("g", "a"), "ge": ("ge", "ae"), "eq": ("e", "e"),
+            "ne": ("ne", "ne")}
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """Slot numbers of everything a phase function reads from or writes to the argument block."""
+
+    arrays: tuple[tuple[str, int, int], ...]  # (name, first slot, ndim): ptr, sizes, byte strides
+    scalars: tuple[tuple[str, int], ...]
+    locals: tuple[tuple[str, int], ...]
+    error: int
+    size: int
+
+    def array(self, name):
+        return next((s, n) for a, s, n in self.arrays if a == name)
+
+
+def block_layout(model: KernelModel) -> BlockLayout:
+    slot, arrays = 0, []
+    names = [a.name for a in model.arguments if a.kind == "array"] + [t.name for t in model.temporaries if t.shape]
+    for name in names:
+        a = model.argument(name)
+        ndim = a.ndim if a is not None else len(model.temporary(name).shape)
+        arrays.append((name, slot, ndim))
+        slot += 1 + 2 * ndim
+    scalars = []
+    for a in model.arguments:
+        if a.kind == "scalar":
+            scalars.append((a.name, slot))
+            slot += 1
+    local = []
+    for t in model.temporaries:
+        if not t.shape:
+            local.append((t.name, slot))
+            slot += 1
+    return BlockLayout(tuple(arrays), tuple(scalars), tuple(local), slot, slot + 1)
+
+
+@dataclass(frozen=True)
+class NativePhase:
+    name: str
+    function: Function
+    parallel: bool
+    loop: For | None = None
+
+
+class NativeEmitter:
+    """Emits one asm Function per phase; `isa` picks the instruction forms (sse2 / avx2 / avx512)."""
+
+    def __init__(self, model: KernelModel, tree: LoopTree, isa: str):
+        self.model, self.tree, self.isa = model, tree, isa
+        self.vex = isa != "sse2"
+        self.types = {a.name: a.dtype for a in model.arguments}
+        self.types.update({t.name: t.dtype for t in model.temporaries})
+        self.layout = block_layout(model)
+
+    # -- phase functions --------------------------------------------------------------------------------
+    def phases(self) -> tuple[NativePhase, ...]:
+        out, pending = [], []
+
+        def flush():
+            if pending:
+                name = f"{self.model.name}_p{len(out)}"
+                out.append(NativePhase(name, self.function(name, tuple(pending), None), False))
+                pending.clear()
+
+        for node in self.tree.body:
+            dims = _ndrange(node)
+            if dims:
+                flush()
+                name = f"{self.model.name}_p{len(out)}"
+                out.append(NativePhase(name, self.function(name, (), dims[0]), True, dims[0]))
+            else:
+                pending.append(node)
+        flush()
+        return tuple(out)
+
+    def function(self, name, nodes, parallel: For | None) -> Function:
+        f = Function(name, args=[("block", "int64_t*"), ("lo", "int64_t"), ("hi", "int64_t")], isa=self.isa)
+        self.f = f
+        self.block, lo, hi = f.args
+        self.regs: dict[str, object] = {}
+        self.arrays: dict[str, tuple] = {}
+        for name_, slot in self.layout.scalars + self.layout.locals:
+            self.regs[name_] = self.load_slot(slot, self.types[name_])
+        for p in self.model.params:  # sizes used by loop bounds, loaded once
+            if isinstance(p.source, E.Shape):
+                self.regs[p.name] = self.x_Shape(p.source)
+        for array in self.arrays_used(nodes if parallel is None else parallel.body):
+            self.array(array)  # base and strides loaded at entry: every path below may use them
+        if parallel is None:
+            self.stmts(nodes)
+            for name_, slot in self.layout.locals:
+                self.store_slot(slot, self.types[name_], self.regs[name_])
+        else:
+            # iterations lo .. hi-1 of the loop: var = init + step * k
+            k = f.gp64()
+            f.mov(k, lo)
+            top, done = f.label("par"), f.label("pardone")
+            f.bind(top)
+            f.cmp(k, hi)
+            f.jge(done)
+            init = self.expr(parallel.init)
+            var = f.gp64()
+            f.imul(var, k, parallel.step) if parallel.step != 1 else f.mov(var, k)
+            f.add(var, init)
+            self.regs[parallel.var] = var
+            self.stmts(parallel.body)
+            f.add(k, 1)
+            f.jmp(top)
+            f.bind(done)
+        f.ret()
+        return f
+
+    def arrays_used(self, nodes) -> list[str]:
+        found: dict[str, None] = {}
+
+        def visit(n):
+            if isinstance(n, For):
+                for x in n.body:
+                    visit(x)
+            elif isinstance(n, If):
+                for x in n.then + n.orelse:
+                    visit(x)
+            else:
+                ins = self.model.instruction(n.instruction)
+                for e in (ins.assignee, ins.expression):
+                    for x in E.walk(e):
+                        if isinstance(x, E.Index):
+                            found.setdefault(x.array)
+        for n in nodes:
+            visit(n)
+        return list(found)
+
+    def load_slot(self, slot, dtype):
+        f = self.f
+        m = Mem(self.block, disp=8 * slot, size=8)
+        if dtype.startswith("float"):
+            r = f.xmm()
+            size = 8 if dtype == "float64" else 4
+            f.emit(self._mov(dtype), r, Mem(self.block, disp=8 * slot, size=size))
+            return r
+        r = f.gp64()
+        f.mov(r, m)
+        return r
+
+    def store_slot(self, slot, dtype, r):
+        f = self.f
+        if dtype.startswith("float"):
+            size = 8 if dtype == "float64" else 4
+            f.emit(self._mov(dtype), Mem(self.block, disp=8 * slot, size=size), r)
+        else:
+            f.mov(Mem(self.block, disp=8 * slot, size=8), r)
+
+    def array(self, name):
+        """(base pointer, byte-stride registers) of an array, loaded once per function."""
+        if name not in self.arrays:
+            slot, ndim = self.layout.array(name)
+            base = self.f.gp64()
+            self.f.mov(base, Mem(self.block, disp=8 * slot, size=8))
+            strides = []
+            for d in range(ndim):
+                s = self.f.gp64()
+                self.f.mov(s, Mem(self.block, disp=8 * (slot + 1 + ndim + d), size=8))
+                strides.append(s)
+            self.arrays[name] = (base, strides)
+        return self.arrays[name]
+
+    # -- statements -------------------------------------------------------------------------------------
+    def stmts(self, nodes):
+        for n in nodes:
+            if isinstance(n, For):
+                self.loop(n)
+            elif isinstance(n, If):
+                self.branch(n)
+            else:
+                self.run(n)
+
+    def loop(self, n: For):
+        f = self.f
+        var = f.gp64()
+        f.mov(var, self.expr(n.init))
+        self.regs[n.var] = var
+        top, done = f.label("loop"), f.label("done")
+        f.bind(top)
+        self.jump_unless(n.cond, done)
+        self.stmts(n.body)
+        f.add(var, n.step)
+        f.jmp(top)
+        f.bind(done)
+
+    def branch(self, n: If):
+        f = self.f
+        other, done = f.label("else"), f.label("endif")
+        self.jump_unless(n.cond, other)
+        self.stmts(n.then)
+        f.jmp(done)
+        f.bind(other)
+        self.stmts(n.orelse)
+        f.bind(done)
+
+    def jump_unless(self, cond, label):
+        r = self.expr(cond)
+        self.f.test(r, r)
+        self.f.jz(label)
+
+    def run(self, n: Run):
+        f = self.f
+        ins = self.model.instruction(n.instruction)
+        saved = dict(self.regs)
+        for name, value in n.bindings:
+            if isinstance(value, E.Var):
+                self.regs[name] = self.regs[value.name]
+            else:
+                self.regs[name] = self.expr(value)
+        skip = f.label("skip") if ins.predicates else None
+        for p, want in ins.predicates:
+            r = self.regs[p]
+            f.test(r, r)
+            f.jz(skip) if want else f.jnz(skip)
+        value = self.expr(ins.expression)
+        target = ins.assignee
+        if isinstance(target, E.Var):
+            t = self.types[target.name]
+            dst = self.regs[target.name]
+            if t.startswith("float"):
+                f.emit("vmovaps" if self.vex else "movaps", dst, value)
+            else:
+                f.mov(dst, value)
+        else:
+            self.store(target, value)
+        if skip is not None:
+            f.bind(skip)
+        for name, _ in n.bindings:
+            self.regs.pop(name, None)
+        self.regs.update({k: v for k, v in saved.items() if k not in self.regs})
+
+    # -- memory -----------------------------------------------------------------------------------------
+    def address(self, e: E.Index) -> Mem:
+        f = self.f
+        base, strides = self.array(e.array)
+        off = None
+        for d, idx in enumerate(e.indices):
+            r = self.expr(idx)
+            t = f.gp64()
+            f.mov(t, r)
+            f.imul(t, strides[d])
+            if off is None:
+                off = t
+            else:
+                f.add(off, t)
+        size = np.dtype(self.types[e.array]).itemsize
+        if off is None:
+            return Mem(base, disp=0, size=size)
+        return Mem(base, off, 1, size=size)
+
+    def _mov(self, dtype):
+        return ("vmovsd" if self.vex else "movsd") if dtype == "float64" else ("vmovss" if self.vex else "movss")
+
+    def load(self, e: E.Index):
+        f = self.f
+        t = self.types[e.array]
+        m = self.address(e)
+        if t.startswith("float"):
+            r = f.xmm()
+            f.emit(self._mov(t), r, m)
+            return r
+        r = f.gp64()
+        size = m.size
+        if size == 8:
+            f.mov(r, m)
+        elif t in SIGNED:
+            f.movsxd(r, m) if size == 4 else f.movsx(r, m)
+        elif size == 4:
+            f.mov(r.d, m)
+        else:
+            f.movzx(r.d, m)
+        return r
+
+    def store(self, target: E.Index, value):
+        f = self.f
+        t = self.types[target.array]
+        m = self.address(target)
+        if t.startswith("float"):
+            f.emit(self._mov(t), m, value)
+        else:
+            f.mov(m, value.view(m.size))
+
+    # -- expressions ------------------------------------------------------------------------------------
+    def expr(self, e: E.Expr):
+        return getattr(self, f"x_{type(e).__name__}")(e)
+
+    def tof(self, e) -> str:
+        return type_of(e, self.types)
+
+    def x_Var(self, e):
+        return self.regs[e.name]
+
+    def x_Shape(self, e):
+        slot, ndim = self.layout.array(e.array)
+        r = self.f.gp64()
+        self.f.mov(r, Mem(self.block, disp=8 * (slot + 1 + e.dim), size=8))
+        return r
+
+    def x_Index(self, e):
+        return self.load(e)
+
+    def x_Const(self, e):
+        return self.const(e.value, self.tof(e))
+
+    def const(self, v, dtype):
+        f = self.f
+        if dtype.startswith("float"):
+            r = f.xmm()
+            if float(v) == 0.0 and np.copysign(1.0, float(v)) > 0:
+                f.vxorps(r, r, r) if self.vex else f.xorps(r, r)
+                return r
+            f.emit(self._mov(dtype), r, f.const([float(v)], dtype, size=8 if dtype == "float64" else 4))
+            return r
+        r = f.gp64()
+        v = int(v)
+        v = int(np.array(v).astype(np.uint64).astype(np.int64)) if dtype == "uint64" and v >= 2**63 else v
+        if v == 0:
+            f.xor(r.d, r.d)
+        else:
+            f.mov(r, v)
+        return self.wrap(r, dtype)
+
+    def wrap(self, r, dtype):
+        """Normalize a 64-bit register to `dtype`'s width (numpy's wrap-around)."""
+        f = self.f
+        size = SIGNED.get(dtype) or UNSIGNED.get(dtype)
+        if size is None or size == 8:
+            return r
+        out = f.gp64()
+        if dtype == "bool":
+            f.test(r, r)
+            f.setne(out.b)
+            f.movzx(out.d, out.b)
+        elif dtype in SIGNED:
+            if size == 4:
+                f.movsxd(out, r.d)
+            else:
+                f.movsx(out, r.view(size))
+        elif size == 4:
+            f.mov(out.d, r.d)
+        else:
+            f.movzx(out.d, r.view(size))
+        return out
+
+    def fop(self, op, dtype, a, b=None):
+        """A scalar float operation `op` in {add, sub, mul, div, min, max, sqrt} into a new register."""
+        f = self.f
+        s = "sd" if dtype == "float64" else "ss"
+        d = f.xmm()
+        if op == "sqrt":
+            if self.vex:
+                f.emit(f"vsqrt{s}", d, a, a)
+            else:
+                f.emit(f"sqrt{s}", d, a)
+            return d
+        if self.vex:
+            f.emit(f"v{op}{s}", d, a, b)
+        else:
+            f.movaps(d, a)
+            f.emit(f"{op}{s}", d, b)
+        return d
+
+    def x_Cast(self, e):
+        src_t = self.tof(e.operand)
+        return self.convert(self.expr(e.operand), src_t, e.dtype)
+
+    def convert(self, r, src, dst):
+        f = self.f
+        if src == dst:
+            return r
+        sf, df = src.startswith("float"), dst.startswith("float")
+        if sf and df:
+            d = f.xmm()
+            name = "cvtss2sd" if dst == "float64" else "cvtsd2ss"
+            f.emit(f"v{name}", d, d, r) if self.vex else f.emit(name, d, r)
+            return d
+        if not sf and df:
+            return self.int_to_float(r, src, dst)
+        if sf and not df:
+            if dst == "bool":
+                return self.truth_float(r, src)
+            return self.wrap(self.float_to_int(r, src, dst), dst)
+        if dst == "bool":
+            return self.wrap(r, "bool")
+        return self.wrap(r, dst)
+
+    def int_to_float(self, r, src, dst):
+        f = self.f
+        s = "sd" if dst == "float64" else "ss"
+        d = f.xmm()
+
+        def cvt(x):
+            f.emit(f"vcvtsi2{s}", d, d, x) if self.vex else f.emit(f"cvtsi2{s}", d, x)
+
+        if src != "uint64":
+            cvt(r)
+            return d
+        big, done = f.label("big"), f.label("cvtdone")
+        f.test(r, r)
+        f.js(big)
+        cvt(r)
+        f.jmp(done)
+        f.bind(big)  # halve (keeping the low bit for rounding), convert, double
+        h = f.gp64()
+        f.mov(h, r)
+        f.shr(h, 1)
+        lo = f.gp64()
+        f.mov(lo, r)
+        f.and_(lo, 1)
+        f.or_(h, lo)
+        cvt(h)
+        f.emit(f"vadd{s}", d, d, d) if self.vex else f.emit(f"add{s}", d, d)
+        f.bind(done)
+        return d
+
+    def float_to_int(self, r, src, dst):
+        f = self.f
+        s = "sd" if src == "float64" else "ss"
+        out = f.gp64()
+        cvt = f"vcvtt{s}2si" if self.vex else f"cvtt{s}2si"
+        if dst != "uint64":
+            f.emit(cvt, out, r)
+            return out
+        big, done = f.label("ubig"), f.label("udone")
+        limit = self.const(2.0 ** 63, src)
+        f.emit("vucomi" + s if self.vex else "ucomi" + s, r, limit)
+        f.jae(big)
+        f.emit(cvt, out, r)
+        f.jmp(done)
+        f.bind(big)
+        t = self.fop("sub", src, r, limit)
+        f.emit(cvt, out, t)
+        top = f.gp64()
+        f.mov(top, -(2 ** 63))
+        f.xor(out, top)
+        f.bind(done)
+        return out
+
+    def truth_float(self, r, dtype):
+        zero = self.const(0.0, dtype)
+        return self.fcompare("ne", dtype, r, zero)
+
+    def fcompare(self, op, dtype, a, b):
+        f = self.f
+        s = "sd" if dtype == "float64" else "ss"
+        ucomi = ("vucomi" if self.vex else "ucomi") + s
+        out = f.gp64()
+        if op in ("lt", "le"):
+            f.emit(ucomi, b, a)
+            (f.seta if op == "lt" else f.setae)(out.b)
+        elif op in ("gt", "ge"):
+            f.emit(ucomi, a, b)
+            (f.seta if op == "gt" else f.setae)(out.b)
+        else:
+            f.emit(ucomi, a, b)
+            other = f.gp64()
+            if op == "eq":
+                f.sete(out.b)
+                f.setnp(other.b)
+                f.and_(out.b, other.b)
+            else:
+                f.setne(out.b)
+                f.setp(other.b)
+                f.or_(out.b, other.b)
+        f.movzx(out.d, out.b)
+        return out
+
+    def x_Compare(self, e):
+        t = self.tof(e.left)
+        a, b = self.expr(e.left), self.expr(e.right)
+        if t.startswith("float"):
+            return self.fcompare(e.op, t, a, b)
+        f = self.f
+        f.cmp(a, b)
+        cc = _JCC_INT[e.op][1 if t in UNSIGNED and t != "bool" else 0]
+        out = f.gp64()
+        f.emit(f"set{cc}", out.b)
+        f.movzx(out.d, out.b)
+        return out
+
+    def x_BoolOp(self, e):
+        f = self.f
+        out = f.gp64()
+        done = f.label("bool")
+        a = self.expr(e.left)
+        f.mov(out, a)
+        f.test(out, out)
+        f.jz(done) if e.op == "and" else f.jnz(done)
+        b = self.expr(e.right)
+        f.mov(out, b)
+        f.bind(done)
+        return out
+
+    def x_UnOp(self, e):
+        f = self.f
+        a = self.expr(e.operand)
+        t = self.tof(e.operand)
+        if e.op == "not":
+            out = f.gp64()
+            f.mov(out, a)
+            f.xor(out, 1)
+            return out
+        if t.startswith("float"):
+            mask = f.const([-0.0], t, size=8 if t == "float64" else 4)
+            m = f.xmm()
+            f.emit(self._mov(t), m, mask)
+            d = f.xmm()
+            if self.vex:
+                f.vxorps(d, a, m)
+            else:
+                f.movaps(d, a)
+                f.xorps(d, m)
+            return d
+        out = f.gp64()
+        f.mov(out, a)
+        f.neg(out)
+        return self.wrap(out, t)
+
+    def x_Select(self, e):
+        f = self.f
+        t = self.tof(e)
+        other, done = f.label("sel"), f.label("seldone")
+        out = f.xmm() if t.startswith("float") else f.gp64()
+        self.jump_unless(e.cond, other)
+        self.move(out, self.expr(e.then), t)
+        f.jmp(done)
+        f.bind(other)
+        self.move(out, self.expr(e.other), t)
+        f.bind(done)
+        return out
+
+    def move(self, dst, src, t):
+        if t.startswith("float"):
+            self.f.emit("vmovaps" if self.vex else "movaps", dst, src)
+        else:
+            self.f.mov(dst, src)
+
+    def x_BinOp(self, e):
+        t = self.tof(e.left)
+        a, b = self.expr(e.left), self.expr(e.right)
+        if t.startswith("float"):
+            if e.op in ("add", "sub", "mul"):
+                return self.fop(e.op, t, a, b)
+            if e.op == "truediv":
+                return self.fop("div", t, a, b)
+            if e.op == "pow":
+                return self.libm("pow", t, a, b)
+            if e.op == "floordiv":
+                return self.float_floordiv(t, a, b)
+            return self.float_mod(t, a, b)
+        return self.int_binop(e.op, t, a, b)
+
+    def int_binop(self, op, t, a, b):
+        f = self.f
+        out = f.gp64()
+        if op in ("add", "sub", "mul"):
+            f.mov(out, a)
+            {"add": f.add, "sub": f.sub, "mul": f.imul}[op](out, b)
+            return self.wrap(out, t)
+        if op == "pow":
+            return self.int_pow(t, a, b)
+        # floor division and modulo with numpy's conventions (x // 0 == 0, x % 0 == 0)
+        signed = t in SIGNED
+        zero, done, minus1 = f.label("dz"), f.label("ddone"), f.label("dm1")
+        f.test(b, b)
+        f.jz(zero)
+        if signed:
+            f.cmp(b, -1)
+            f.je(minus1)
+        f.mov(rax, a)
+        if signed:
+            f.cqo()
+            f.idiv(b)
+        else:
+            f.xor(rdx.d, rdx.d)
+            f.div(b)
+        q, r = f.gp64(), f.gp64()
+        f.mov(q, rax)
+        f.mov(r, rdx)
+        if signed:  # round toward minus infinity: adjust when the remainder's sign differs from b's
+            adjust = f.label("dadj")
+            f.test(r, r)
+            f.jz(adjust)
+            sign = f.gp64()
+            f.mov(sign, r)
+            f.xor(sign, b)
+            f.jns(adjust)
+            f.sub(q, 1)
+            f.add(r, b)
+            f.bind(adjust)
+        f.mov(out, q if op == "floordiv" else r)
+        f.jmp(done)
+        if signed:
+            f.bind(minus1)
+            if op == "floordiv":
+                f.mov(out, a)
+                f.neg(out)
+            else:
+                f.xor(out.d, out.d)
+            f.jmp(done)
+        f.bind(zero)
+        f.xor(out.d, out.d)
+        f.bind(done)
+        return self.wrap(out, t)
+
+    def int_pow(self, t, a, b):
+        f = self.f
+        out, x, n = f.gp64(), f.gp64(), f.gp64()
+        f.mov(out, 1)
+        f.mov(x, a)
+        f.mov(n, b)
+        top, done, odd, neg = f.label("pw"), f.label("pwdone"), f.label("pwodd"), f.label("pwneg")
+        if t in SIGNED:
+            f.test(n, n)
+            f.js(neg)
+        f.bind(top)
+        f.test(n, n)
+        f.jz(done)
+        f.test(n, 1)
+        f.jz(odd)
+        f.imul(out, x)
+        f.bind(odd)
+        f.imul(x, x)
+        f.shr(n, 1)
+        f.jmp(top)
+        if t in SIGNED:  # a ** negative: 1 for a == 1, +-1 for a == -1, else 0 (C-style integer result)
+            f.bind(neg)
+            f.xor(out.d, out.d)
+            one, m1 = f.label("pw1"), f.label("pwm1")
+            f.cmp(a, 1)
+            f.je(one)
+            f.cmp(a, -1)
+            f.jne(done)
+            f.bind(m1)
+            f.mov(out, 1)
+            f.test(b, 1)
+            f.jz(done)
+            f.mov(out, -1)
+            f.jmp(done)
+            f.bind(one)
+            f.mov(out, 1)
+        f.bind(done)
+        return self.wrap(out, t)
+
+    def float_floordiv(self, t, a, b):
+        """numpy's floor_divide: from fmod, so that a == b * (a // b) + a % b holds as numpy defines it."""
+        f = self.f
+        out = f.xmm()
+        zero = self.const(0.0, t)
+        done, nonzero = f.label("fdd"), f.label("fdnz")
+        f.emit(("vucomi" if self.vex else "ucomi") + ("sd" if t == "float64" else "ss"), b, zero)
+        f.jne(nonzero)
+        f.jp(nonzero)
+        self.move(out, self.fop("div", t, a, b), t)
+        f.jmp(done)
+        f.bind(nonzero)
+        mod = self.libm("fmod", t, a, b)
+        div = self.fop("div", t, self.fop("sub", t, a, mod), b)
+        # if mod != 0 and (b < 0) != (mod < 0): div -= 1
+        keep = f.label("fdkeep")
+        c1 = self.fcompare("ne", t, mod, zero)
+        c2 = self.fcompare("lt", t, b, zero)
+        c3 = self.fcompare("lt", t, mod, zero)
+        f.xor(c2, c3)
+        f.and_(c1, c2)
+        f.test(c1, c1)
+        f.jz(keep)
+        div2 = self.fop("sub", t, div, self.const(1.0, t))
+        self.move(div, div2, t)
+        f.bind(keep)
+        # result: floor(div), rounded to the nearer integer if floor is off by more than a half; 0 keeps a/b's sign
+        zdiv, fin = f.label("fdz"), f.label("fdfin")
+        isz = self.fcompare("eq", t, div, zero)
+        f.test(isz, isz)
+        f.jnz(zdiv)
+        fl = self.libm("floor", t, div)
+        gap = self.fop("sub", t, div, fl)
+        big = self.fcompare("gt", t, gap, self.const(0.5, t))
+        f.test(big, big)
+        f.jz(fin)
+        self.move(fl, self.fop("add", t, fl, self.const(1.0, t)), t)
+        f.bind(fin)
+        self.move(out, fl, t)
+        f.jmp(done)
+        f.bind(zdiv)
+        self.move(out, self.libm("copysign", t, zero, self.fop("div", t, a, b)), t)
+        f.bind(done)
+        return out
+
+    def float_mod(self, t, a, b):
+        """numpy's remainder: fmod, moved into b's sign; an exact zero takes b's sign."""
+        f = self.f
+        zero = self.const(0.0, t)
+        mod = self.libm("fmod", t, a, b)
+        out = f.xmm()
+        self.move(out, mod, t)
+        done, isz = f.label("fmd"), f.label("fmz")
+        bz = self.fcompare("eq", t, b, zero)
+        f.test(bz, bz)
+        f.jnz(done)
+        mz = self.fcompare("eq", t, mod, zero)
+        f.test(mz, mz)
+        f.jnz(isz)
+        c2 = self.fcompare("lt", t, b, zero)
+        c3 = self.fcompare("lt", t, mod, zero)
+        f.xor(c2, c3)
+        f.test(c2, c2)
+        f.jz(done)
+        self.move(out, self.fop("add", t, mod, b), t)
+        f.jmp(done)
+        f.bind(isz)
+        self.move(out, self.libm("copysign", t, zero, b), t)
+        f.bind(done)
+        return out
+
+    def libm(self, name, t, *args):
+        cname = name if t == "float64" else name + "f"
+        return self.f.call(cname, list(args), ret="double" if t == "float64" else "float")
+
+    def x_Call(self, e):
+        f = self.f
+        fn = e.func
+        if fn == "_check":
+            return self.check_index(e)
+        t = self.tof(e.args[0]) if e.args else "float64"
+        args = [self.expr(a) for a in e.args]
+        if fn in ("min", "max"):  # Python's: b replaces a only if b < a (b > a)
+            out = args[0]
+            for b in args[1:]:
+                cond = self.compare_regs("lt" if fn == "min" else "gt", t, b, out)
+                out = self.choose(cond, b, out, t)
+            return out
+        if fn in ("np.minimum", "np.maximum"):
+            a, b = args
+            op = "lt" if fn == "np.minimum" else "gt"
+            cond = self.compare_regs(op, t, a, b)
+            if t.startswith("float"):  # NaN in a propagates; NaN in b fails the comparison and is taken
+                nan = self.fcompare("ne", t, a, a)
+                f.or_(cond, nan)
+            return self.choose(cond, a, b, t)
+        if fn in ("np.fmin", "np.fmax"):
+            a, b = args
+            if t.startswith("float"):  # the non-NaN one wins
+                op = "lt" if fn == "np.fmin" else "gt"
+                cond = self.compare_regs(op, t, a, b)
+                bnan = self.fcompare("ne", t, b, b)
+                f.or_(cond, bnan)
+                return self.choose(cond, a, b, t)
+            cond = self.compare_regs("lt" if fn == "np.fmin" else "gt", t, a, b)
+            return self.choose(cond, a, b, t)
+        if fn == "abs":
+            a = args[0]
+            if t.startswith("float"):
+                m = self.const(0.0, t)
+                neg = self.x_UnOp(E.UnOp("neg", e.args[0]))
+                lt = self.fcompare("lt", t, a, m)
+                return self.choose(lt, neg, a, t)
+            if t in UNSIGNED:
+                return a
+            out = f.gp64()
+            f.mov(out, a)
+            f.neg(out)
+            f.test(a, a)
+            f.cmovns(out, a)
+            return self.wrap(out, t)
+        if fn == "sqrt":
+            return self.fop("sqrt", t, args[0])
+        if fn == "fabs":
+            return self.x_Call(E.Call("abs", e.args))
+        if fn in LIBM:
+            return self.libm(fn, t, *args)
+        raise NotImplementedError(fn)
+
+    def compare_regs(self, op, t, a, b):
+        if t.startswith("float"):
+            return self.fcompare(op, t, a, b)
+        f = self.f
+        f.cmp(a, b)
+        cc = _JCC_INT[op][1 if t in UNSIGNED and t != "bool" else 0]
+        out = f.gp64()
+        f.emit(f"set{cc}", out.b)
+        f.movzx(out.d, out.b)
+        return out
+
+    def choose(self, cond, a, b, t):
+        f = self.f
+        out = f.xmm() if t.startswith("float") else f.gp64()
+        other, done = f.label("ch"), f.label("chd")
+        f.test(cond, cond)
+        f.jz(other)
+        self.move(out, a, t)
+        f.jmp(done)
+        f.bind(other)
+        self.move(out, b, t)
+        f.bind(done)
+        return out
+
+    def check_index(self, e):
+        """Wrap a negative index once (Python), then check it; out of bounds records the check's code."""
+        f = self.f
+        idx, n = self.expr(e.args[0]), self.expr(e.args[1])
+        out = f.gp64()
+        f.mov(out, idx)
+        ok, bad = f.label("ok"), f.label("bad")
+        nonneg = f.label("nonneg")
+        f.test(out, out)
+        f.jns(nonneg)
+        f.add(out, n)
+        f.bind(nonneg)
+        f.test(out, out)
+        f.js(bad)
+        f.cmp(out, n)
+        f.jl(ok)
+        f.bind(bad)
+        f.mov(Mem(self.block, disp=8 * self.layout.error, size=8), int(e.args[2].value))
+        f.xor(out.d, out.d)
+        f.bind(ok)
+        return out
+
+
+def emit_native(model: KernelModel, tree: LoopTree, isa: str) -> tuple[NativePhase, ...]:
+    return NativeEmitter(model, tree, isa).phases()
