@@ -197,7 +197,16 @@ class Typer:
             info = np.iinfo(t.dtype)
             if not (isinstance(weak, E.Const) and info.min <= weak.value <= info.max):
                 t = Ty("int64")
-        return E.Compare(e.op, self.cast(left, lt, t), self.cast(right, rt, t), e.loc), Ty("bool", lt.weak and rt.weak)
+        cmp = E.Compare(e.op, self.cast(left, lt, t), self.cast(right, rt, t), e.loc)
+        if t.dtype == "uint64" and lt.weak != rt.weak and "i" in (lt.kind, rt.kind):
+            # uint64 against a Python int that may be negative: a negative one is below every uint64
+            weak_left = lt.weak
+            weak = left if weak_left else right
+            if not (isinstance(weak, E.Const) and weak.value >= 0):
+                below = {"lt": True, "le": True, "ne": True} if weak_left else {"gt": True, "ge": True, "ne": True}
+                cmp = E.Select(E.Compare("lt", weak, E.Const(0), e.loc), E.Const(below.get(e.op, False), e.loc),
+                               cmp, e.loc)
+        return cmp, Ty("bool", lt.weak and rt.weak)
 
     def ann_BoolOp(self, e):
         left, lt = self.annotate(e.left)

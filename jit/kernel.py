@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from .analysis.errors import ScheduleError
-from .signature import arg_type
+from .signature import arg_type, is_device_array
 
 TARGETS = ("native", "opencl")
 SCHEDULE_KEYWORDS = ("split", "tile", "order", "unroll", "vectorize", "parallel", "schedule", "unsafe")
 
 
 def default_target() -> str:
-    """The native backend is not in yet: OpenCL is the default; POLYJIT_TARGET overrides it."""
-    return os.environ.get("POLYJIT_TARGET", "opencl")
+    """Native x86-64 code on x86-64 Linux, else OpenCL; POLYJIT_TARGET overrides it."""
+    import platform
+    native = platform.machine().lower() in ("x86_64", "amd64") and sys.platform.startswith("linux")
+    return os.environ.get("POLYJIT_TARGET", "native" if native else "opencl")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Kernel:
         self.stats: dict = {}
         functools.update_wrapper(self, fn)
         self._names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+        self._nargs = len(self._names)
 
     @property
     def target(self) -> str:
@@ -110,11 +114,15 @@ class Kernel:
         with self._lock:
             hit = self._dispatch.get(key)
             if hit is None:
-                hit = self._compile(self.signature(args), sequential=key[-1])
+                if self.target == "native" and any(is_device_array(a) for a in args):
+                    raise TypeError("pyopencl arrays are device memory: use target='opencl' for them")
+                foreign = frozenset(n for n, a in zip(self._names, args)
+                                    if isinstance(a, np.ndarray) and not a.dtype.isnative)
+                hit = self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
                 self._dispatch[key] = hit
         return hit
 
-    def _compile(self, signature, sequential=False):
+    def _compile(self, signature, sequential=False, foreign=frozenset()):
         from .pipeline import Trace, compile_opencl
         target = self.target
         program = self.program()
@@ -124,7 +132,7 @@ class Kernel:
             options = Options(options.target, options.cache, options.fastmath, sequential=True)
         import time
         if target == "native":
-            return self._compile_native(program, signature, options, trace)
+            return self._compile_native(program, signature, options, trace, foreign)
         model, tree, code, checks = compile_opencl(program, signature, options, trace)
 
         from .opencl_runtime import OpenCLKernel
@@ -136,7 +144,7 @@ class Kernel:
         self.stats = {**self.stats, **trace.times}
         return compiled
 
-    def _compile_native(self, program, signature, options, trace):
+    def _compile_native(self, program, signature, options, trace, foreign=frozenset()):
         import time
 
         from .asm import allocate, encode, isa_tier, load
@@ -154,14 +162,15 @@ class Kernel:
         names = ", ".join(p.name for p in model.params) or "*_"
         trips = [eval(f"lambda {names}: ({trip_count_source(ph.loop.init, ph.loop.cond, ph.loop.step)},)")
                  if ph.parallel else None for ph in phases]  # generated from isl's AST, no user text
-        compiled = NativeKernel(model, loaded, layout, trips, checks)
+        compiled = NativeKernel(model, loaded, layout, trips, checks, layout.pointer_args, foreign)
         compiled.trace, compiled.tree, compiled.isa = trace, tree, isa
         self.stats = {**self.stats, **trace.times}
         return compiled
 
     # -- calling -----------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        args = self._bind(args, kwargs)
+        if kwargs or len(args) != self._nargs:
+            args = self._bind(args, kwargs)
         compiled = self._dispatch.get(_dispatch_key(args))
         if compiled is None:
             compiled = self.specialize(*args)
@@ -212,22 +221,25 @@ class Kernel:
 
 
 def _dispatch_key(args) -> tuple:
-    """Types of the arguments, and whether two array arguments overlap in memory."""
-    arrays = [a for a in args if type(a) is np.ndarray]
-    overlap = len(arrays) > 1 and any(np.may_share_memory(a, b) for k, a in enumerate(arrays)
-                                      for b in arrays[k + 1:])
-    return (*map(_key, args), overlap)
-
-
-def _key(x):
-    t = type(x)
-    if t is float or t is int or t is bool:
-        return t
-    dtype = getattr(x, "dtype", None)
-    if dtype is None:
-        return t
-    flags = getattr(x, "flags", None)
-    return (t, dtype, getattr(x, "ndim", 0), flags.c_contiguous if flags is not None else None)
+    """Types of the arguments (dtype and rank for arrays: the code handles any strides), and whether two
+    array arguments may overlap in memory (numpy points every view's `.base` at the owner of the memory)."""
+    key = []
+    roots = set()
+    arrays = 0
+    for a in args:
+        t = type(a)
+        if t is np.ndarray:
+            key.append((a.dtype, a.ndim))
+            b = a.base
+            roots.add(id(a if b is None else b))
+            arrays += 1
+        elif t is float or t is int or t is bool:
+            key.append(t)
+        else:
+            dtype = getattr(a, "dtype", None)
+            key.append(t if dtype is None else (t, dtype, getattr(a, "ndim", 0)))
+    key.append(len(roots) < arrays)
+    return tuple(key)
 
 
 def kernel(fn=None, /, *, target=None, cache=True, fastmath=False, split=None, tile=None, order=None,

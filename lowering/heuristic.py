@@ -57,4 +57,17 @@ def auto_schedule(model: KernelModel) -> KernelModel:
             if carried(model, name) is None:
                 model = T.parallelize(model, name)
                 break
+    for name in _innermost(model):
+        if carried(model, name, allow_reductions=model.fastmath) is None:
+            model = T.vectorize(model, name)
     return model
+
+
+def _innermost(model: KernelModel) -> list[str]:
+    """Names of loops that are the innermost loop of every instruction they enclose."""
+    last: dict[str, bool] = {}
+    for _, dims in model.schedule or model.original_schedule():
+        loops = [d.loop for d in dims if d.loop]
+        for k, name in enumerate(loops):
+            last[name] = last.get(name, True) and k == len(loops) - 1
+    return [n for n, ok in last.items() if ok]

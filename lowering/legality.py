@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import islpy as isl
 
+from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import Dependence, KernelModel
 
@@ -47,11 +48,37 @@ def loop_positions(model: KernelModel, name: str) -> dict[str, int]:
     return out
 
 
-def carried(model: KernelModel, name: str) -> tuple[Dependence, isl.Map] | None:
-    """A dependence carried by loop `name`, with the pairs of instances that carry it, or None."""
+def reduction_scalars(model: KernelModel) -> set[str]:
+    """Scalars updated only as `s = s + expr` by a single instruction: their self-dependences may be
+    reassociated (fastmath) by summing into private accumulators."""
+    from .vectorize import _sum_into
+    users: dict[str, set[str]] = {}
+    for ins in model.instructions:
+        for acc in ins.accesses:
+            users.setdefault(acc.array, set()).add(ins.id)
+    found = set()
+    for ins in model.instructions:
+        if isinstance(ins.assignee, E.Var) and not ins.predicates:
+            name = ins.assignee.name
+            addend = _sum_into(ins.expression, name)
+            if addend is not None and not any(isinstance(x, E.Var) and x.name == name for x in E.walk(addend)):
+                others = users.get(name, set()) - {ins.id}
+                inside = {o for o in others if model.instruction(o).betas[:-1] == ins.betas[:-1]}
+                if not inside:
+                    found.add(name)
+    return found
+
+
+def carried(model: KernelModel, name: str, *, allow_reductions: bool = False) -> tuple[Dependence, isl.Map] | None:
+    """A dependence carried by loop `name`, with the pairs of instances that carry it, or None.
+
+    With `allow_reductions` (fastmath), self-dependences of sums into a scalar do not count."""
     where = loop_positions(model, name)
     width = model.schedule_width()
+    exempt = reduction_scalars(model) if allow_reductions else set()
     for dep in model.dependences:
+        if dep.source == dep.sink and dep.array in exempt:
+            continue
         d = where.get(dep.source)
         if d is None or where.get(dep.sink) != d:
             continue
@@ -96,7 +123,7 @@ def check_legal(model: KernelModel, what: str = "the schedule") -> None:
     for name, tag in model.tags:
         if tag not in ("parallel", "vector"):
             continue
-        found = carried(model, name)
+        found = carried(model, name, allow_reductions=tag == "vector" and model.fastmath)
         if found:
             how = "in parallel" if tag == "parallel" else "in vector lanes"
             line = next((lp.line for lp in model.loops if lp.name == name), 0)

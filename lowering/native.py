@@ -23,6 +23,7 @@ from .looptree import For, If, LoopTree, Run
 from .opencl import _ndrange
 from .typeof import type_of
 
+POINTER_ARGS = 3  # array data pointers passed in registers (rcx, r8, r9): cffi converts them fastest
 SIGNED = {"int8": 1, "int16": 2, "int32": 4, "int64": 8}
 UNSIGNED = {"uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1}
 LIBM = {"exp", "log", "log2", "log10", "sin", "cos", "tan", "tanh", "sinh", "cosh", "asin", "acos", "atan",
@@ -41,6 +42,7 @@ class BlockLayout:
     locals: tuple[tuple[str, int], ...]
     error: int
     size: int
+    pointer_args: int = 0  # how many of the first arrays arrive as pointer arguments, not in the block
 
     def array(self, name):
         return next((s, n) for a, s, n in self.arrays if a == name)
@@ -64,7 +66,8 @@ def block_layout(model: KernelModel) -> BlockLayout:
         if not t.shape:
             local.append((t.name, slot))
             slot += 1
-    return BlockLayout(tuple(arrays), tuple(scalars), tuple(local), slot, slot + 1)
+    nargs = sum(1 for a in model.arguments if a.kind == "array")
+    return BlockLayout(tuple(arrays), tuple(scalars), tuple(local), slot, slot + 1, min(POINTER_ARGS, nargs))
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,12 @@ class NativeEmitter:
         return tuple(out)
 
     def function(self, name, nodes, parallel: For | None) -> Function:
-        f = Function(name, args=[("block", "int64_t*"), ("lo", "int64_t"), ("hi", "int64_t")], isa=self.isa)
+        f = Function(name, args=[("block", "int64_t*"), ("lo", "int64_t"), ("hi", "int64_t")]
+                     + [(f"p{k}", "char*") for k in range(POINTER_ARGS)], isa=self.isa)
         self.f = f
-        self.block, lo, hi = f.args
+        self.block, lo, hi, *pointers = f.args
+        for (_, slot, _), ptr in zip(self.layout.arrays[: self.layout.pointer_args], pointers):
+            f.mov(Mem(self.block, disp=8 * slot, size=8), ptr)  # the first arrays come in registers
         self.regs: dict[str, object] = {}
         self.arrays: dict[str, tuple] = {}
         for name_, slot in self.layout.scalars + self.layout.locals:
@@ -124,20 +130,22 @@ class NativeEmitter:
             for name_, slot in self.layout.locals:
                 self.store_slot(slot, self.types[name_], self.regs[name_])
         else:
-            # iterations lo .. hi-1 of the loop: var = init + step * k
-            k = f.gp64()
-            f.mov(k, lo)
+            # iterations lo .. hi-1 of the loop: var runs from init + step*lo to init + step*hi (exclusive)
+            init = self.expr(parallel.init)
+            var, end = f.gp64(), f.gp64()
+            for reg, k in ((var, lo), (end, hi)):
+                f.mov(reg, k)
+                if parallel.step != 1:
+                    f.imul(reg, reg, parallel.step)
+                f.add(reg, init)
+            self.regs[parallel.var] = var
+            self.vector_part(parallel, var, end)
             top, done = f.label("par"), f.label("pardone")
             f.bind(top)
-            f.cmp(k, hi)
+            f.cmp(var, end)
             f.jge(done)
-            init = self.expr(parallel.init)
-            var = f.gp64()
-            f.imul(var, k, parallel.step) if parallel.step != 1 else f.mov(var, k)
-            f.add(var, init)
-            self.regs[parallel.var] = var
             self.stmts(parallel.body)
-            f.add(k, 1)
+            f.add(var, parallel.step)
             f.jmp(top)
             f.bind(done)
         f.ret()
@@ -207,11 +215,26 @@ class NativeEmitter:
             else:
                 self.run(n)
 
+    def vector_part(self, n: For, var, ub=None):
+        """SIMD iterations first when the loop is tagged vector and its body allows; the scalar loop after
+        it runs what is left."""
+        if (n.name, "vector") not in self.model.tags:
+            return
+        from .vectorize import Vectorizer
+        vec = Vectorizer(self)
+        plan = vec.plan(n)
+        if plan is None:
+            return
+        if ub is not None:
+            plan.bound = ub
+        vec.emit(n, plan, var)
+
     def loop(self, n: For):
         f = self.f
         var = f.gp64()
         f.mov(var, self.expr(n.init))
         self.regs[n.var] = var
+        self.vector_part(n, var)
         top, done = f.label("loop"), f.label("done")
         f.bind(top)
         self.jump_unless(n.cond, done)

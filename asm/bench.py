@@ -1,0 +1,113 @@
+"""Timing of the assembler phases: ``python -m polyjit.asm.bench`` (or call ``measure()``).
+
+Reports encode microseconds per instruction (label-free instructions, cold form cache excluded),
+allocation microseconds per instruction and whole-function latency (build + allocate + encode +
+load) for a ~300-instruction function with a loop, spills and a call.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from .encoder import encode_instruction
+from .forms import FORMS
+from .operands import Instr, Mem, Reg
+from .program import Function
+from .regalloc import allocate, encode
+
+
+def _sample_instructions(count: int, seed: int = 0) -> list:
+    rng = random.Random(seed)
+    g = [Reg("gp", 8, i) for i in range(16)]
+    y = [Reg("ymm", 32, i) for i in range(16)]
+    templates = [
+        lambda: Instr("add", (rng.choice(g), rng.choice(g))),
+        lambda: Instr("mov", (rng.choice(g), Mem(rng.choice(g), rng.choice(g[:4]), 8, rng.randrange(-200, 200),
+                                                 size=8))),
+        lambda: Instr("vaddps", (rng.choice(y), rng.choice(y), rng.choice(y))),
+        lambda: Instr("vfmadd231pd", (rng.choice(y), rng.choice(y), Mem(rng.choice(g), disp=32, size=32))),
+        lambda: Instr("cmp", (rng.choice(g), rng.randrange(-1000, 1000))),
+        lambda: Instr("vmovups", (Mem(rng.choice(g), rng.choice(g[:4]), 4, 64, size=32), rng.choice(y))),
+    ]
+    return [rng.choice(templates)() for _ in range(count)]
+
+
+def build_function(n_body: int = 270, isa: str = "avx2", nvec: int = 20, nint: int = 12) -> Function:
+    """A ~300-instruction kernel: loop over arrays, ``nvec`` live vectors, ``nint`` live integers, a libm
+    call.  The defaults need more registers than exist (spilling); nvec=10, nint=6 fit."""
+    f = Function("bench300", args=[("n", "int64_t"), ("x", "double*"), ("y", "double*")], ret="double", isa=isa)
+    n, x, y = f.args
+    rng = random.Random(1)
+    vecs = [f.ymm() for _ in range(nvec)]
+    ints = [f.gp64() for _ in range(nint)]
+    for v in vecs:
+        f.vxorpd(v.x, v.x, v.x)
+    for r in ints:
+        f.mov(r, rng.randrange(100))
+    i = f.gp64()
+    f.xor(i.d, i.d)
+    loop, done = f.label("loop"), f.label("done")
+    f.bind(loop)
+    f.cmp(i, n)
+    f.jge(done)
+    for _ in range(n_body):
+        k = rng.random()
+        a, b = rng.choice(vecs), rng.choice(vecs)
+        if k < 0.4:
+            f.vfmadd231pd(a, b, Mem(x, i, 8, 32 * rng.randrange(4), size=32))
+        elif k < 0.6:
+            f.vaddpd(a, a, b)
+        elif k < 0.8:
+            p, q = rng.choice(ints), rng.choice(ints)
+            f.add(p, q)
+        else:
+            f.vmovupd(Mem(y, i, 8, 32 * rng.randrange(4), size=32), a)
+    f.add(i, 4)
+    f.jmp(loop)
+    f.bind(done)
+    s = f.xmm()
+    f.vxorpd(s, s, s)
+    for v in vecs:
+        f.vaddsd(s, s, v.x)
+    t = f.call("exp", args=[s], ret="double")
+    f.ret(t)
+    return f
+
+
+def measure(repeat: int = 5) -> dict:
+    instrs = _sample_instructions(3000)
+    for ins in instrs:
+        encode_instruction(ins)  # warm the form cache, as a JIT running for a while would have
+    best = min(_time(lambda: [encode_instruction(i) for i in instrs]) for _ in range(repeat))
+    encode_us = best / len(instrs) * 1e6
+    result = {"encode_us_per_instr": encode_us, "forms_in_table": sum(len(v) for v in FORMS.values())}
+    for label, kwargs in (("spilling", {}), ("fitting", {"nvec": 10, "nint": 6})):
+        f = build_function(**kwargs)
+        prog = f.program()
+        alloc_s = min(_time(lambda prog=prog: allocate(prog)) for _ in range(repeat))
+        whole = min(_time(lambda kw=kwargs: build_function(**kw).compile()) for _ in range(repeat))
+        build = min(_time(lambda kw=kwargs: build_function(**kw)) for _ in range(repeat))
+        alloc = allocate(prog)
+        enc = min(_time(lambda alloc=alloc: encode(alloc)) for _ in range(repeat))
+        result.update({
+            f"{label}.instructions": len(prog.items),
+            f"{label}.spilled_values": len(alloc.spilled),
+            f"{label}.alloc_us_per_instr": alloc_s / len(prog.items) * 1e6,
+            f"{label}.build_ms": build * 1e3,
+            f"{label}.allocate_ms": alloc_s * 1e3,
+            f"{label}.encode_ms": enc * 1e3,
+            f"{label}.whole_function_ms": whole * 1e3,
+        })
+    return result
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    for key, value in measure().items():
+        print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")

@@ -1,0 +1,111 @@
+"""Which registers an instruction reads and writes (operand access modes and implicit registers)."""
+
+from __future__ import annotations
+
+from .operands import GP, Instr, Mem, Reg
+
+_G = [Reg(GP, 8, i) for i in range(16)]
+_RAX, _RCX, _RDX, _RBX = _G[0], _G[1], _G[2], _G[3]
+
+READ_ONLY = frozenset({
+    "cmp", "test", "push", "jmp", "call", "mul", "div", "idiv", "nop", "ucomiss", "ucomisd", "comiss",
+    "comisd", "vucomiss", "vucomisd", "vcomiss", "vcomisd", "kortestb", "kortestw", "kortestd", "kortestq",
+})
+LEGACY_WRITE_ONLY = frozenset({
+    "mov", "movzx", "movsx", "movsxd", "lea", "pop", "movaps", "movups", "movapd", "movupd", "movdqa",
+    "movdqu", "movd", "movq", "cvttsd2si", "cvttss2si", "cvtsd2si", "cvtss2si", "cvtdq2ps", "cvttps2dq",
+    "cvtps2dq", "cvtdq2pd", "cvtps2pd", "cvtpd2ps", "cvttpd2dq", "pshufd", "sqrtps", "sqrtpd",
+})
+# name -> (implicit uses, implicit defs)
+IMPLICIT = {
+    "cqo": ((_RAX,), (_RDX,)), "cdq": ((_RAX,), (_RDX,)), "cwd": ((_RAX,), (_RDX,)),
+    "cdqe": ((_RAX,), (_RAX,)), "div": ((_RAX, _RDX), (_RAX, _RDX)), "idiv": ((_RAX, _RDX), (_RAX, _RDX)),
+    "mul": ((_RAX,), (_RAX, _RDX)), "cpuid": ((_RAX, _RCX), (_RAX, _RBX, _RCX, _RDX)),
+    "xgetbv": ((_RCX,), (_RAX, _RDX)),
+}
+
+
+# Results independent of the (possibly undefined) input when the sources are one register:
+# zeroing (xor/sub) and all-ones (pcmpeq, kxnor) idioms.
+ZERO_IDIOMS = frozenset({"xor", "sub", "pxor", "xorps", "xorpd", "vpxor", "vpxord", "vpxorq", "vxorps",
+                         "vxorpd", "psubd", "psubq", "vpsubd", "vpsubq", "pcmpeqd", "vpcmpeqd", "pcmpeqq",
+                         "vpcmpeqq", "kxnorb", "kxnorw", "kxnord", "kxnorq", "kxorb", "kxorw", "kxord", "kxorq"})
+
+
+def is_zero_idiom(ins: Instr) -> bool:
+    """``xor r, r`` / ``vxorps x, y, y``: the result does not depend on the (maybe undefined) input."""
+    ops = ins.operands
+    if ins.mnemonic not in ZERO_IDIOMS or ins.mask is not None or not all(type(o) is Reg for o in ops):
+        return False
+    return (len(ops) == 2 and ops[0] == ops[1]) or (len(ops) == 3 and ops[1] == ops[2])
+
+
+def first_operand_mode(ins: Instr) -> str:
+    """'r', 'w' or 'rw' for operand 0 (all other explicit operands are read)."""
+    m = ins.mnemonic
+    n = len(ins.operands)
+    if m in READ_ONLY:
+        mode = "r"
+    elif m == "imul":
+        mode = ("r", "rw", "w")[n - 1]
+    elif m.startswith("vf") or "gather" in m:
+        mode = "rw"
+    elif m[0] in "vk":
+        mode = "w"
+    elif m in LEGACY_WRITE_ONLY or m.startswith("set"):
+        mode = "w"
+    elif m in ("movss", "movsd"):
+        mode = "w" if n == 2 and type(ins.operands[1]) is Mem else "rw"
+    else:
+        mode = "rw"
+    if ins.mask is not None and not ins.zero and mode == "w" and not m.startswith("vcmp") \
+            and not m.startswith("vpcmp"):
+        mode = "rw"  # merge-masking keeps the unselected lanes
+    return mode
+
+
+def register_effects(ins: Instr) -> tuple[list, list]:
+    """(uses, defs): registers read and written, as they appear (views), explicit and implicit."""
+    uses: list = []
+    defs: list = []
+    ops = ins.operands
+    if is_zero_idiom(ins):
+        return [], [ops[0]]
+    if ops:
+        mode = first_operand_mode(ins)
+        first = ops[0]
+        if type(first) is Reg:
+            if "r" in mode:
+                uses.append(first)
+            if "w" in mode:
+                defs.append(first)
+        for op in ops:
+            if type(op) is Mem:
+                uses.extend(op.registers)
+        for op in ops[1:]:
+            if type(op) is Reg:
+                uses.append(op)
+        if "gather" in ins.mnemonic and len(ops) == 3:
+            defs.append(ops[2])  # the AVX2 gather mask is cleared
+    if ins.mask is not None:
+        uses.append(ins.mask)
+        if "gather" in ins.mnemonic:
+            defs.append(ins.mask)
+    implicit = IMPLICIT.get(ins.mnemonic)
+    if implicit is not None and (ins.mnemonic not in ("mul", "div", "idiv") or len(ops) == 1):
+        uses.extend(implicit[0])
+        defs.extend(implicit[1])
+    uses.extend(ins.implicit_uses)
+    defs.extend(ins.implicit_defs)
+    return uses, defs
+
+
+def is_register_copy(ins: Instr) -> bool:
+    """A whole-register copy between two registers of one class (coalescing candidate)."""
+    if ins.mnemonic not in ("mov", "movaps", "vmovaps", "movapd", "vmovapd", "vmovdqa64", "kmovq",
+                            "vmovups", "movups"):
+        return False
+    ops = ins.operands
+    return (len(ops) == 2 and type(ops[0]) is Reg and type(ops[1]) is Reg and ins.mask is None
+            and ops[0].cls == ops[1].cls and ops[0].size == ops[1].size
+            and (ops[0].kind != GP or ops[0].size == 8))

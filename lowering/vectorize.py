@@ -1,0 +1,369 @@
+"""SIMD code for innermost loops tagged `vector`: zmm on avx512, ymm on avx2, xmm on sse2.
+
+A loop is vectorized when its body is straight-line float arithmetic of one dtype over accesses that are
+either invariant in the loop (hoisted and broadcast) or advance by one element per iteration along one
+dimension (checked to be contiguous at run time; otherwise the scalar loop runs). Lanes compute exactly
+what the scalar code computes, element for element, so results are bit-identical. Sums into a scalar
+(`s += ...`) are vectorized only with fastmath=True: several accumulators reassociate the additions.
+Iterations left over after the last full vector run through the ordinary scalar loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..analysis import expr as E
+from ..asm import Mem
+from .looptree import For, Run
+
+WIDTH = {"avx512": 64, "avx2": 32, "sse2": 16}
+_FLOAT_OPS = {"add", "sub", "mul", "truediv"}
+
+
+def _uses(e: E.Expr, names: set[str]) -> bool:
+    return any(isinstance(x, E.Var) and x.name in names for x in E.walk(e))
+
+
+def linear(e: E.Expr, v: str):
+    """(coefficient of v, rest) when e == coefficient*v + rest with rest free of v; else None."""
+    if not _uses(e, {v}):
+        return 0, e
+    if isinstance(e, E.Var):
+        return 1, E.Const(0)
+    if isinstance(e, E.Cast) and e.dtype == "int64":
+        return linear(e.operand, v)
+    if isinstance(e, E.BinOp) and e.op in ("add", "sub"):
+        a, b = linear(e.left, v), linear(e.right, v)
+        if a is None or b is None:
+            return None
+        sign = 1 if e.op == "add" else -1
+        return a[0] + sign * b[0], E.BinOp(e.op, a[1], b[1])
+    return None
+
+
+@dataclass
+class Plan:
+    dtype: str
+    lanes: int
+    inner: str  # the instruction-level name bound to the loop iterator
+    bound: E.Expr  # exclusive upper bound of the iterator
+    invariants: dict = field(default_factory=dict)  # id(expr) -> expr, computed once before the loop
+    streams: dict = field(default_factory=dict)  # id(Index) -> (Index, dim, rest index exprs)
+    reductions: dict = field(default_factory=dict)  # instruction id -> (scalar name, addend expr)
+    temps: set = field(default_factory=set)
+
+
+class Vectorizer:
+    def __init__(self, em):
+        self.em = em
+        self.f = None
+
+    # -- analysis ---------------------------------------------------------------------------------------
+    def plan(self, n: For) -> Plan | None:
+        em = self.em
+        model = em.model
+        if n.step != 1 or not n.body or not all(isinstance(x, Run) for x in n.body):
+            return None
+        c = n.cond
+        if not (isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.left, E.Var)
+                and c.left.name == n.var and not _uses(c.right, {n.var})):
+            return None
+        bound = c.right if c.op == "lt" else E.BinOp("add", c.right, E.Const(1))
+        inner, dtype = None, None
+        plan = Plan("", 0, "", bound)
+        for run in n.body:
+            ins = model.instruction(run.instruction)
+            if ins.predicates:
+                return None
+            for name, value in run.bindings:
+                if isinstance(value, E.Var) and value.name == n.var:
+                    if inner not in (None, name):
+                        return None
+                    inner = name
+                elif _uses(value, {n.var}):
+                    return None
+        if inner is None:
+            return None
+        plan.inner = inner
+        for run in n.body:
+            ins = model.instruction(run.instruction)
+            t = em.tof(ins.assignee)
+            if not t.startswith("float") or (dtype not in (None, t)):
+                return None
+            dtype = t
+            rhs = ins.expression
+            if isinstance(ins.assignee, E.Var):
+                name = ins.assignee.name
+                tmp = model.temporary(name)
+                addend = _sum_into(rhs, name)
+                if addend is not None and model.fastmath and not _uses(addend, {name}):
+                    plan.reductions[ins.id] = (name, addend)
+                    rhs = addend
+                elif tmp is not None and tmp.private_to == n.name and not _uses(rhs, {name}):
+                    plan.temps.add(name)
+                else:
+                    return None
+            elif not self.stream_or_invariant(ins.assignee, plan, dtype, store=True):
+                return None
+            if not self.check_expr(rhs, plan, dtype):
+                return None
+        for name, _ in plan.reductions.values():  # the sum may be touched by nothing else in the loop
+            if name in plan.temps or sum(1 for r in plan.reductions.values() if r[0] == name) > 1 or any(
+                    _uses(e, {name}) for run in n.body for e in (model.instruction(run.instruction).expression,)
+                    if run.instruction not in plan.reductions):
+                return None
+        plan.dtype = dtype
+        plan.lanes = WIDTH[em.isa] // np.dtype(dtype).itemsize
+        return plan
+
+    def varying(self, plan):
+        return {plan.inner} | plan.temps
+
+    def stream_or_invariant(self, e: E.Index, plan, dtype, store=False) -> bool:
+        if self.em.types[e.array] != dtype:
+            return False
+        dims = [linear(i, plan.inner) for i in e.indices]
+        if any(d is None for d in dims):
+            return False
+        moving = [k for k, d in enumerate(dims) if d[0] != 0]
+        if not moving:
+            if store:
+                return False
+            plan.invariants[id(e)] = e
+            return True
+        if len(moving) != 1 or dims[moving[0]][0] != 1:
+            return False
+        if any(_uses(d[1], plan.temps) for d in dims):
+            return False
+        plan.streams[id(e)] = (e, moving[0], [d[1] if k == moving[0] else e.indices[k] for k, d in enumerate(dims)])
+        return True
+
+    def check_expr(self, e, plan, dtype) -> bool:
+        if not _uses(e, self.varying(plan)):
+            t = self.em.tof(e)
+            if t != dtype:
+                return False
+            plan.invariants[id(e)] = e
+            return True
+        if isinstance(e, E.Var):
+            return e.name in plan.temps
+        if isinstance(e, E.Index):
+            return self.stream_or_invariant(e, plan, dtype)
+        if isinstance(e, E.Cast):
+            return e.dtype == dtype and self.em.tof(e.operand) == dtype and self.check_expr(e.operand, plan, dtype)
+        if isinstance(e, E.BinOp):
+            return e.op in _FLOAT_OPS and all(self.check_expr(x, plan, dtype) for x in (e.left, e.right))
+        if isinstance(e, E.UnOp):
+            return e.op == "neg" and self.check_expr(e.operand, plan, dtype)
+        if isinstance(e, E.Call):
+            return e.func in ("sqrt", "min", "max", "abs", "fabs") and all(
+                self.check_expr(a, plan, dtype) for a in e.args)
+        return False
+
+    # -- code -------------------------------------------------------------------------------------------
+    def emit(self, n: For, plan: Plan, var) -> None:
+        """Vector loops from the iterator's current value in `var`; leaves `var` at the first iteration the
+        scalar loop still has to run."""
+        em, f = self.em, self.em.f
+        self.f, self.plan_, self.size = f, plan, WIDTH[em.isa]
+        item = np.dtype(plan.dtype).itemsize
+        self.s = "pd" if plan.dtype == "float64" else "ps"
+        skip = f.label("novec")
+        for run in n.body:  # the enclosing loops' variables, as the instructions name them
+            for name, value in run.bindings:
+                if name != plan.inner:
+                    em.regs[name] = em.expr(value)
+        ub = plan.bound if not isinstance(plan.bound, E.Expr) else em.expr(plan.bound)
+        self.values = {}
+        for key, e in plan.invariants.items():
+            self.values[key] = self.broadcast(em.expr(e))
+        self.ptrs = {}
+        for key, (e, dim, indices) in plan.streams.items():
+            base, strides = em.array(e.array)
+            f.cmp(strides[dim], item)
+            f.jne(skip)
+            ptr = f.gp64()
+            f.mov(ptr, base)
+            for d, idx in enumerate(indices):
+                r = em.expr(idx)
+                t = f.gp64()
+                f.mov(t, r)
+                f.imul(t, strides[d])
+                f.add(ptr, t)
+            self.ptrs[key] = ptr
+        unroll = 4 if plan.reductions else 1
+        accs = {iid: [self.zero() for _ in range(unroll)] for iid in plan.reductions}
+        for u_count in (unroll, 1) if unroll > 1 else (1,):
+            top, done = f.label("vec"), f.label("vecdone")
+            last = f.gp64()
+            f.mov(last, ub)
+            f.sub(last, plan.lanes * u_count)
+            f.bind(top)
+            f.cmp(var, last)
+            f.jg(done)
+            for u in range(u_count):
+                self.body(n, var, u * plan.lanes * item, {iid: a[u] for iid, a in accs.items()})
+            f.add(var, plan.lanes * u_count)
+            f.jmp(top)
+            f.bind(done)
+        for iid, parts in accs.items():
+            name, _ = plan.reductions[iid]
+            total = parts[0]
+            for p in parts[1:]:
+                total = self.op("add", total, p)
+            s = self.hsum(total)
+            em.move(em.regs[name], em.fop("add", plan.dtype, em.regs[name], s), plan.dtype)
+        f.bind(skip)
+
+    def body(self, n: For, var, disp, accs):
+        em, f, plan = self.em, self.f, self.plan_
+        temps = {}
+        for run in n.body:
+            ins = em.model.instruction(run.instruction)
+            self.temps, self.var, self.disp = temps, var, disp
+            if ins.id in plan.reductions:
+                name, addend = plan.reductions[ins.id]
+                acc = accs[ins.id]
+                f.emit(self.name("add"), acc, acc, self.vexpr(addend)) if em.vex else \
+                    f.emit(self.name("add"), acc, self.vexpr(addend))
+            elif isinstance(ins.assignee, E.Var):
+                temps[ins.assignee.name] = self.vexpr(ins.expression)
+            else:
+                f.emit(self.mov(), self.mem(ins.assignee), self.vexpr(ins.expression))
+
+    def mem(self, e: E.Index) -> Mem:
+        return Mem(self.ptrs[id(e)], self.var, np.dtype(self.plan_.dtype).itemsize, disp=self.disp, size=self.size)
+
+    def vexpr(self, e):
+        key = id(e)
+        if key in self.values:
+            return self.values[key]
+        f = self.f
+        if isinstance(e, E.Var):
+            return self.temps[e.name]
+        if isinstance(e, E.Index):
+            r = self.vreg()
+            f.emit(self.mov(), r, self.mem(e))
+            return r
+        if isinstance(e, E.Cast):
+            return self.vexpr(e.operand)
+        if isinstance(e, E.BinOp):
+            op = {"truediv": "div"}.get(e.op, e.op)
+            return self.op(op, self.vexpr(e.left), self.vexpr(e.right))
+        if isinstance(e, E.UnOp):  # -x flips the sign bit, like the scalar code
+            mask = self.broadcast(self.em.const(-0.0, self.plan_.dtype))
+            return self.op("xor", self.vexpr(e.operand), mask)
+        if e.func == "sqrt":
+            a = self.vexpr(e.args[0])
+            r = self.vreg()
+            f.emit(self.name("sqrt"), r, a)
+            return r
+        if e.func in ("abs", "fabs"):
+            mask = self.broadcast(self.em.const(-0.0, self.plan_.dtype))
+            a = self.vexpr(e.args[0])
+            r = self.vreg()
+            if self.em.vex:
+                f.emit(self.name("andn"), r, mask, a)
+            else:
+                f.emit(self.mov_reg(), r, mask)
+                f.emit(self.name("andn"), r, a)
+            return r
+        # Python's min(a, b) is `b if b < a else a`, which is MINPD(b, a) lane by lane (NaN and -0.0 too)
+        out = self.vexpr(e.args[0])
+        for b in e.args[1:]:
+            out = self.op(e.func, self.vexpr(b), out)
+        return out
+
+    # -- instructions ----------------------------------------------------------------------------------
+    def name(self, op):
+        return f"v{op}{self.s}" if self.em.vex else f"{op}{self.s}"
+
+    def mov(self):
+        return self.name("movu")
+
+    def mov_reg(self):
+        return "vmovaps" if self.em.vex else "movaps"
+
+    def vreg(self):
+        return self.f.vreg(self.size)
+
+    def op(self, op, a, b):
+        f = self.f
+        r = self.vreg()
+        if self.em.vex:
+            f.emit(self.name(op), r, a, b)
+        else:
+            f.emit(self.mov_reg(), r, a)
+            f.emit(self.name(op), r, b)
+        return r
+
+    def zero(self):
+        r = self.vreg()
+        if self.em.vex:
+            self.f.emit(self.name("xor"), r, r, r)
+        else:
+            self.f.emit(self.name("xor"), r, r)
+        return r
+
+    def broadcast(self, x):
+        """A scalar in the low lane of xmm `x`, copied to every lane."""
+        f, em = self.f, self.em
+        r = self.vreg()
+        if em.isa == "sse2":
+            f.movaps(r, x)
+            if self.s == "pd":
+                f.unpcklpd(r, r)
+            else:
+                f.shufps(r, r, 0)
+            return r
+        f.emit("vbroadcastsd" if self.s == "pd" else "vbroadcastss", r, x)
+        return r
+
+    def hsum(self, v):
+        """The sum of all lanes of `v`, in the low lane of an xmm register."""
+        f, em = self.f, self.em
+        if self.size == 64:
+            hi = f.ymm()
+            f.emit("vextractf64x4" if self.s == "pd" else "vextractf32x8", hi, v, 1)
+            lo = f.ymm()
+            f.emit(self.name("add"), lo, v.y, hi)
+            v = lo
+        if self.size >= 32:
+            hi = f.xmm()
+            f.vextractf128(hi, v, 1)
+            lo = f.xmm()
+            f.emit(self.name("add"), lo, v.x, hi)
+            v = lo
+        if self.s == "pd":
+            hi = f.xmm()
+            if em.vex:
+                f.vunpckhpd(hi, v, v)
+            else:
+                f.movaps(hi, v)
+                f.unpckhpd(hi, hi)
+            return em.fop("add", "float64", v, hi)
+        hi = f.xmm()
+        f.movaps(hi, v) if not em.vex else f.vmovaps(hi, v)
+        f.movhlps(hi, v)
+        s = em.fop("add", "float32", v, hi)
+        sh = f.xmm()
+        if em.vex:
+            f.vshufps(sh, s, s, 1)
+        else:
+            f.movaps(sh, s)
+            f.shufps(sh, sh, 1)
+        return em.fop("add", "float32", s, sh)
+
+
+def _sum_into(rhs: E.Expr, name: str):
+    """`addend` when rhs is `name + addend` (possibly inside a same-type cast), else None."""
+    while isinstance(rhs, E.Cast):
+        rhs = rhs.operand
+    if isinstance(rhs, E.BinOp) and rhs.op == "add":
+        if isinstance(rhs.left, E.Var) and rhs.left.name == name:
+            return rhs.right
+        if isinstance(rhs.right, E.Var) and rhs.right.name == name:
+            return rhs.left
+    return None
