@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .analysis.errors import ScheduleError
-from .signature import arg_type, is_device_array
 
 TARGETS = ("native", "opencl")
 SCHEDULE_KEYWORDS = ("split", "tile", "order", "unroll", "vectorize", "parallel", "schedule", "unsafe")
@@ -38,6 +37,11 @@ class Options:
     schedule: object = None
     unsafe: bool = False
     sequential: bool = False  # set for calls whose arrays overlap: program order, no tags
+
+    def key(self) -> tuple:
+        """The options as they affect compiled code (for the cache key)."""
+        return tuple((f, repr(getattr(self, f))) for f in ("fastmath", "split", "tile", "order", "unroll",
+                                                            "vectorize", "parallel", "unsafe", "sequential"))
 
     def validate(self) -> Options:
         if self.target is not None and self.target not in TARGETS:
@@ -102,6 +106,7 @@ class Kernel:
         return args
 
     def signature(self, args):
+        from .signature import arg_type
         return {name: arg_type(name, x) for name, x in zip(self._names, args)}
 
     def specialize(self, *args, **kwargs):
@@ -114,13 +119,37 @@ class Kernel:
         with self._lock:
             hit = self._dispatch.get(key)
             if hit is None:
+                from .signature import is_device_array
                 if self.target == "native" and any(is_device_array(a) for a in args):
                     raise TypeError("pyopencl arrays are device memory: use target='opencl' for them")
                 foreign = frozenset(n for n, a in zip(self._names, args)
                                     if isinstance(a, np.ndarray) and not a.dtype.isnative)
-                hit = self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
+                hit = self._cached(key, args, foreign)
                 self._dispatch[key] = hit
         return hit
+
+    def _cached(self, key, args, foreign):
+        """From the on-disk cache when an entry exists (native target), else compiled and stored there."""
+        from . import cache
+        if self.target != "native" or not cache.enabled(self.options.cache) or self.options.schedule is not None:
+            return self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
+        from .asm.cpu import isa_tier
+        store = cache.Cache()
+        entry = cache.make_key(cache.function_key(self.py_func), self.options.key(), repr(key),
+                               sorted(foreign), ("native", isa_tier()))
+        payload = store.load(entry)
+        if payload is not None and payload.get("kind") == "native":
+            try:
+                from .native_runtime import load_native
+                compiled = load_native(payload)
+                self.stats = {"cache": "hit"}
+                return compiled
+            except Exception as e:  # noqa: BLE001 - a stale or foreign entry: compile instead
+                cache._warn("bad-entry", f"entry {entry} could not be loaded ({e}); recompiling")
+        compiled = self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
+        store.store(entry, compiled.payload())
+        self.stats["cache"] = "miss"
+        return compiled
 
     def _compile(self, signature, sequential=False, foreign=frozenset()):
         from .pipeline import Trace, compile_opencl
@@ -149,20 +178,17 @@ class Kernel:
 
         from .asm import allocate, encode, isa_tier, load
         from .lowering.hostcode import trip_count_source
-        from .native_runtime import NativeKernel
+        from .native_runtime import NativeKernel, spec_from_model
         from .pipeline import compile_native
         isa = isa_tier()
         model, tree, phases, layout, checks = compile_native(program, signature, options, trace, isa)
         t0 = time.perf_counter()
-        loaded = []
-        for ph in phases:
-            fn = load(encode(allocate(ph.function.program())), ph.function.c_signature())
-            loaded.append((ph, fn))
+        functions = [load(encode(allocate(ph.function.program())), ph.function.c_signature()) for ph in phases]
         trace.times["assemble+load"] = time.perf_counter() - t0
-        names = ", ".join(p.name for p in model.params) or "*_"
-        trips = [eval(f"lambda {names}: ({trip_count_source(ph.loop.init, ph.loop.cond, ph.loop.step)},)")
-                 if ph.parallel else None for ph in phases]  # generated from isl's AST, no user text
-        compiled = NativeKernel(model, loaded, layout, trips, checks, layout.pointer_args, foreign)
+        trips = [trip_count_source(ph.loop.init, ph.loop.cond, ph.loop.step) if ph.parallel else None
+                 for ph in phases]
+        spec = spec_from_model(model, layout, trips, checks, foreign)
+        compiled = NativeKernel(spec, functions)
         compiled.trace, compiled.tree, compiled.isa = trace, tree, isa
         self.stats = {**self.stats, **trace.times}
         return compiled

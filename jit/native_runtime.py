@@ -10,10 +10,12 @@ import os
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from .asm.loader import ffi
+from .lowering.layout import BlockLayout
 
 _pool_lock = threading.Lock()
 _pool: dict = {}
@@ -57,74 +59,102 @@ def pointer(x):
 _FORMAT = {"float64": "d", "float32": "f4x", "uint64": "Q"}
 
 
+@dataclass(frozen=True)
+class NativeSpec:
+    """What the per-call path needs, as plain data: picklable for the cache, loadable without isl."""
+
+    name: str
+    arguments: tuple  # (name, "array" | "scalar", dtype)
+    params: tuple  # (name, argument name, dim or None for an integer argument)
+    checks: tuple  # (exception name, message)
+    check_source: str
+    written: frozenset
+    temporaries: tuple  # (name, dtype, shape as parameter names)
+    result: tuple | None  # (slot name, dtype, weak)
+    layout: BlockLayout
+    trips: tuple  # per phase: Python source of the iteration count of a parallel phase, or None
+    foreign: frozenset = frozenset()  # arrays in non-native byte order, staged through native copies
+
+
+def spec_from_model(model, layout, trips, check_source, foreign=frozenset()) -> NativeSpec:
+    params = tuple((p.name, p.source.name, None) if hasattr(p.source, "name") else
+                   (p.name, p.source.array, p.source.dim) for p in model.params)
+    result = None
+    if model.return_value is not None:
+        result = (model.return_value, model.temporary(model.return_value).dtype, model.return_weak)
+    return NativeSpec(model.name, tuple((a.name, a.kind, a.dtype) for a in model.arguments), params,
+                      tuple((c.error, c.message) for c in model.checks), check_source,
+                      frozenset(model.written_arrays()),
+                      tuple((t.name, t.dtype, t.shape) for t in model.temporaries if t.shape), result, layout,
+                      tuple(trips), foreign)
+
+
 class NativeKernel:
     """A compiled specialization: phase functions loaded in executable memory."""
 
-    def __init__(self, model, phases, layout, trips, check_source: str, pointer_args: int, foreign=frozenset()):
-        self.model = model
-        self.foreign = foreign  # array arguments in non-native byte order: staged through native copies
-        self.phases = phases  # (NativePhase, JitFunction)
-        self.layout = layout
-        self.written = set(model.written_arrays())
-        self.call = self._make_caller(check_source, trips, pointer_args)
+    def __init__(self, spec: NativeSpec, functions):
+        self.spec = spec
+        self.functions = functions  # loaded JitFunctions, one per phase
+        self.call = self._make_caller()
 
     def listing(self) -> str:
-        return "\n\n".join(fn.listing() for _, fn in self.phases)
+        return "\n\n".join(fn.listing() for fn in self.functions)
+
+    def payload(self) -> dict:
+        """Plain data for the on-disk cache: the spec and each phase's machine code (relocations by name)."""
+        from dataclasses import replace
+        code = [(replace(fn.machine_code, symbols={}, lines=()), fn.signature) for fn in self.functions]
+        return {"kind": "native", "spec": self.spec, "code": code}
 
     def __call__(self, args):
         return self.call(args)
 
-    def _make_caller(self, check_source, trips, pointer_args):
+    def _make_caller(self):
         """Python source of the per-call path, specialized to this kernel's arguments."""
-        model, layout = self.model, self.layout
-        index = {a.name: k for k, a in enumerate(model.arguments)}
+        spec = self.spec
+        layout = spec.layout
+        index = {a[0]: k for k, a in enumerate(spec.arguments)}
         ns = {"np": np, "ffi": ffi, "struct": struct, "run_parallel": run_parallel, "IndexError": IndexError,
-              "address": address, "pointer": pointer,
-              "ValueError": ValueError, "checks": model.checks}
-        exec(compile(check_source, f"<polyjit checks {model.name}>", "exec"), ns)
+              "address": address, "pointer": pointer, "ValueError": ValueError, "checks": spec.checks}
+        exec(compile(spec.check_source, f"<polyjit checks {spec.name}>", "exec"), ns)
         lines = ["def call(args):"]
         lines.append(f"    {', '.join(f'a{k}' for k in range(len(index)))}{',' if len(index) == 1 else ''} = args")
-        params = []
-        for p in model.params:
-            src = p.source
-            params.append(f"int(a{index[src.name]})" if hasattr(src, "name")
-                          else f"a{index[src.array]}.shape[{src.dim}]")
+        params = [f"int(a{index[arg]})" if dim is None else f"a{index[arg]}.shape[{dim}]"
+                  for _, arg, dim in spec.params]
+        param_names = [p[0] for p in spec.params]
         lines.append(f"    bad = pj_checks({', '.join(params)})")
         lines.append("    if bad >= 0:")
-        lines.append("        c = checks[bad]")
-        lines.append("        raise (IndexError if c.error == 'IndexError' else ValueError)(c.message)")
+        lines.append("        error, message = checks[bad]")
+        lines.append("        raise (IndexError if error == 'IndexError' else ValueError)(message)")
+        temps = {t[0]: t for t in spec.temporaries}
         fmt, values, pointers, copy_back = [], [], [], []
         for k, (name, _, ndim) in enumerate(layout.arrays):
             if name in index:
                 x = f"a{index[name]}"
-                arg = model.argument(name)
-                if name in self.written:
+                if name in spec.written:
                     lines.append(f"    if not {x}.flags.writeable:")
                     lines.append(f"        raise ValueError('argument `{name}` is read-only, but the kernel "
                                  f"assigns to it')")
-                if name in self.foreign:  # the machine code reads native byte order
+                if name in spec.foreign:  # the machine code reads native byte order
                     lines.append(f"    {x}_orig, {x} = {x}, {x}.astype({x}.dtype.newbyteorder('='))")
-                    if name in self.written:
+                    if name in spec.written:
                         copy_back.append(x)
-                del arg
             else:
-                tmp = model.temporary(name)
-                shape = ", ".join(params[[p.name for p in model.params].index(s)] for s in tmp.shape)
+                _, dtype, shape = temps[name]
                 x = f"t{k}"
-                lines.append(f"    {x} = np.empty(({shape},), '{tmp.dtype}')")
-            if k < pointer_args:
+                dims = ", ".join(params[param_names.index(s)] for s in shape)
+                lines.append(f"    {x} = np.empty(({dims},), '{dtype}')")
+            fmt.append("q")
+            if k < layout.pointer_args:
                 pointers.append(x)
-                fmt.append("q")
                 values.append("0")
             else:
-                fmt.append("q")
                 values.append(f"address({x})")
-            fmt.append(f"{2 * ndim}q" if ndim else "")
             if ndim:
+                fmt.append(f"{2 * ndim}q")
                 values.append(f"*{x}.shape, *{x}.strides")
-        scalar_types = {a.name: a.dtype for a in model.arguments if a.kind == "scalar"}
         for name, _ in layout.scalars:
-            dt = scalar_types[name]
+            dt = spec.arguments[index[name]][2]
             fmt.append(_FORMAT.get(dt, "q"))
             values.append(f"a{index[name]}" if dt.startswith("float") else f"int(a{index[name]})")
         lines.append(f"    block = bytearray(struct.pack('<{''.join(fmt)}', {', '.join(values)}) + "
@@ -142,27 +172,35 @@ class NativeKernel:
         pad = 3 - len(pointers)
         if pad:
             lines.append(f"    ptrs = ptrs + (ffi.NULL,) * {pad}")
-        for k, ((_, fn), trip) in enumerate(zip(self.phases, trips)):
+        names = ", ".join(param_names) or "*_"
+        for k, (fn, trip) in enumerate(zip(self.functions, spec.trips)):
             ns[f"f{k}"] = fn.cfunc
             if trip is None:
                 lines.append(f"    f{k}(blk, 0, 0, *ptrs)")
             else:
-                ns[f"trip{k}"] = trip
-                lines.append(f"    run_parallel(f{k}, blk, trip{k}({', '.join(params)})[0], ptrs)")
+                ns[f"trip{k}"] = eval(f"lambda {names}: {trip}")  # generated from isl's AST, no user text
+                lines.append(f"    run_parallel(f{k}, blk, trip{k}({', '.join(params)}), ptrs)")
         lines.append(f"    err = blk[{layout.error}]")
         lines.append("    if err:")
-        lines.append("        raise IndexError(checks[err - 1].message)")
+        lines.append("        raise IndexError(checks[err - 1][1])")
         for x in copy_back:
             lines.append(f"    {x}_orig[...] = {x}")
-        if model.return_value is None:
+        if spec.result is None:
             lines.append("    return None")
         else:
-            slot = dict(layout.locals)[model.return_value]
-            dt = model.temporary(model.return_value).dtype
+            name, dt, weak = spec.result
+            slot = dict(layout.locals)[name]
             ns["rdt"] = np.dtype(dt)
             lines.append(f"    value = np.frombuffer(block, rdt, 1, {8 * slot})[0]")
-            lines.append("    return value.item()" if model.return_weak else "    return value")
+            lines.append("    return value.item()" if weak else "    return value")
         src = "\n".join(lines)
         self.caller_source = src
-        exec(compile(src, f"<polyjit call {model.name}>", "exec"), ns)
+        exec(compile(src, f"<polyjit call {spec.name}>", "exec"), ns)
         return ns["call"]
+
+
+def load_native(payload) -> NativeKernel:
+    """A NativeKernel from a cache payload: relocate, map executable, wrap (no isl, no compiler)."""
+    from .asm.loader import load
+    functions = [load(mc, signature) for mc, signature in payload["code"]]
+    return NativeKernel(payload["spec"], functions)

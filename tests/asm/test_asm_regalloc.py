@@ -208,3 +208,31 @@ def test_callee_saved_registers_and_stack_alignment_survive():
     out = np.zeros(40, dtype=np.int64)
     assert fn(xs, out) == 8 << 8  # no sentinel changed; rsp = 8 (mod 16) at the callee's entry
     assert rax.num == 0
+
+
+def test_spilled_partial_writes_keep_the_other_bytes():
+    """xor r32 + setcc r8 under pressure: the spilled value must still read as 0 or 1."""
+    f = Function("setcc_spill", args=[("x", "int64_t*"), ("out", "int64_t*")], isa="sse2")
+    x, out = f.args
+    vals = [f.gp64() for _ in range(20)]
+    for j, v in enumerate(vals):
+        f.mov(v, Mem(x, disp=8 * j, size=8))
+    flags = []
+    for j in range(19):
+        c = f.gp64()
+        f.xor(c.d, c.d)
+        f.cmp(vals[j], vals[j + 1])
+        f.setl(c.b)
+        flags.append(c)
+    for j, c in enumerate(flags):
+        f.add(c, vals[j])
+        f.mov(Mem(out, disp=8 * j, size=8), c)
+    f.ret()
+    prog = f.program()
+    alloc = allocate(prog)
+    assert alloc.spilled
+    check_allocation(prog, alloc)
+    xs = np.array([(j * 7919) % 23 - 11 for j in range(20)], dtype=np.int64)
+    got = np.zeros(19, dtype=np.int64)
+    f.compile()(xs, got)
+    assert list(got) == [int(xs[j] < xs[j + 1]) + int(xs[j]) for j in range(19)]

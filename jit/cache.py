@@ -1,0 +1,211 @@
+"""The on-disk cache of compiled kernels: one file per specialization, written atomically, checksummed.
+
+An entry is `MAGIC + sha256(payload) + payload` where the payload is a pickle of plain data (machine code,
+relocations and the per-call spec for native kernels; program binaries per device for OpenCL). The key
+hashes polyjit's version, the function's code (bytecode, constants, names: comments and blank lines do not
+matter), the values of the globals and closure variables it reads, the options, the argument signature and
+the target (ISA tier, or OpenCL platform, device and driver). Entries live in POLYJIT_CACHE_DIR (or the
+user cache directory), created 0700; an entry or directory owned by another user or writable by group or
+others is refused. POLYJIT_CACHE=0 turns the cache off; POLYJIT_CACHE_SIZE (bytes) caps it, evicting the
+least recently used entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import types
+import warnings
+
+MAGIC = b"PJC\x01"
+FORMAT = 1
+DEFAULT_SIZE = 256 * 2**20
+_warned: set[str] = set()
+
+
+def _warn(kind: str, message: str) -> None:
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(f"polyjit cache: {message}", RuntimeWarning, stacklevel=4)
+
+
+def enabled(option: bool) -> bool:
+    return option and os.environ.get("POLYJIT_CACHE", "1") not in ("0", "false", "no", "off")
+
+
+def directory() -> str:
+    d = os.environ.get("POLYJIT_CACHE_DIR")
+    if d:
+        return d
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "polyjit")
+
+
+def _safe(path: str, st=None) -> bool:
+    """Owned by us and not writable by group or others (the cache holds code we will execute)."""
+    st = st or os.stat(path)
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _value_key(v, depth=0):
+    """A stable description of a value the function reads from its globals or closure."""
+    if isinstance(v, (bool, int, float, complex, str, bytes, type(None))):
+        return (type(v).__name__, repr(v))
+    if hasattr(v, "dtype") and getattr(v, "ndim", 1) == 0:
+        return ("scalar", str(v.dtype), repr(v.item()))
+    if isinstance(v, types.ModuleType):
+        return ("module", v.__name__)
+    if isinstance(v, types.CodeType) and depth < 3:
+        return code_key(v, depth + 1)
+    if callable(v):
+        return ("callable", getattr(v, "__module__", None), getattr(v, "__qualname__", repr(type(v))))
+    return ("object", type(v).__qualname__)
+
+
+def code_key(code: types.CodeType, depth: int = 0):
+    consts = tuple(_value_key(c, depth) for c in code.co_consts)
+    return (code.co_code, consts, code.co_names, code.co_varnames, code.co_freevars, code.co_argcount)
+
+
+def function_key(fn) -> tuple:
+    """What decides the compiled code, from the function object (fast: no source parsing)."""
+    code = fn.__code__
+    g = fn.__globals__
+    globs = tuple((n, _value_key(g[n])) for n in code.co_names if n in g)
+    cells = ()
+    if fn.__closure__:
+        cells = tuple((n, _value_key(c.cell_contents) if _filled(c) else None)
+                      for n, c in zip(code.co_freevars, fn.__closure__))
+    return (fn.__module__, fn.__qualname__, code_key(code), globs, cells)
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+        return True
+    except ValueError:
+        return False
+
+
+def make_key(*parts) -> str:
+    from . import __version__
+    return hashlib.sha256(repr((__version__, FORMAT) + parts).encode()).hexdigest()
+
+
+class Cache:
+    """A directory of entries. Failures never break a call: they warn once and compile instead."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path or directory()
+        self.writable = True
+
+    def _ready(self, create: bool) -> bool:
+        try:
+            if not os.path.isdir(self.path):
+                if not create:
+                    return False
+                os.makedirs(self.path, mode=0o700, exist_ok=True)
+            if not _safe(self.path):
+                _warn("unsafe-dir", f"{self.path} is owned by another user or writable by others; not used")
+                return False
+            return True
+        except OSError as e:
+            _warn("no-dir", f"cannot use {self.path} ({e}); compiling without a cache")
+            return False
+
+    def file(self, key: str) -> str:
+        return os.path.join(self.path, f"{key}.pjc")
+
+    def load(self, key: str):
+        """The payload stored under `key`, or None (missing, corrupt, foreign or unsafe entries)."""
+        if not self._ready(create=False):
+            return None
+        path = self.file(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not _safe(path, st):
+                _warn("unsafe-file", f"{path} is owned by another user or writable by others; recompiling")
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read()
+        finally:
+            os.close(fd)
+        if len(data) < 36 or data[:4] != MAGIC or hashlib.sha256(data[36:]).digest() != data[4:36]:
+            _warn("corrupt", f"{path} is corrupt or truncated; recompiling and replacing it")
+            return None
+        try:
+            payload = pickle.loads(data[36:])
+        except Exception:  # noqa: BLE001 - any unpickling failure means a foreign entry
+            _warn("corrupt", f"{path} cannot be read; recompiling and replacing it")
+            return None
+        try:
+            os.utime(path)  # marks the entry as recently used, for eviction
+        except OSError:
+            pass
+        return payload
+
+    def store(self, key: str, payload) -> None:
+        if not self.writable or not self._ready(create=True):
+            return
+        body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        data = MAGIC + hashlib.sha256(body).digest() + body
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".pjc")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, self.file(key))  # atomic: readers see the old entry or the whole new one
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as e:
+            self.writable = False
+            _warn("read-only", f"cannot write to {self.path} ({e}); working without caching")
+            return
+        self.evict()
+
+    def entries(self) -> list[tuple[str, int, float]]:
+        """(path, size, last use) of every entry."""
+        out = []
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return out
+        for name in names:
+            if name.endswith(".pjc") and not name.startswith(".tmp-"):
+                p = os.path.join(self.path, name)
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                out.append((p, st.st_size, st.st_mtime))
+        return out
+
+    def evict(self) -> None:
+        limit = int(os.environ.get("POLYJIT_CACHE_SIZE", DEFAULT_SIZE))
+        entries = self.entries()
+        total = sum(s for _, s, _ in entries)
+        for path, size, _ in sorted(entries, key=lambda e: e[2]):
+            if total <= limit:
+                break
+            try:
+                os.unlink(path)
+                total -= size
+            except OSError:
+                pass
+
+    def clear(self) -> int:
+        n = 0
+        for path, _, _ in self.entries():
+            try:
+                os.unlink(path)
+                n += 1
+            except OSError:
+                pass
+        return n
