@@ -131,17 +131,26 @@ class Kernel:
     def _cached(self, key, args, foreign):
         """From the on-disk cache when an entry exists (native target), else compiled and stored there."""
         from . import cache
-        if self.target != "native" or not cache.enabled(self.options.cache) or self.options.schedule is not None:
+        if not cache.enabled(self.options.cache) or self.options.schedule is not None:
             return self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
-        from .asm.cpu import isa_tier
+        if self.target == "native":
+            from .asm.cpu import isa_tier
+            where = ("native", isa_tier())
+        else:
+            from .opencl_runtime import device_identity
+            where = ("opencl", device_identity())
         store = cache.Cache()
         entry = cache.make_key(cache.function_key(self.py_func), self.options.key(), repr(key),
-                               sorted(foreign), ("native", isa_tier()))
+                               sorted(foreign), where)
         payload = store.load(entry)
-        if payload is not None and payload.get("kind") == "native":
+        if payload is not None and payload.get("kind") == where[0]:
             try:
-                from .native_runtime import load_native
-                compiled = load_native(payload)
+                if where[0] == "native":
+                    from .native_runtime import load_native
+                    compiled = load_native(payload)
+                else:
+                    from .opencl_runtime import OpenCLKernel
+                    compiled = OpenCLKernel(payload["spec"], payload["binary"])
                 self.stats = {"cache": "hit"}
                 return compiled
             except Exception as e:  # noqa: BLE001 - a stale or foreign entry: compile instead
@@ -164,9 +173,9 @@ class Kernel:
             return self._compile_native(program, signature, options, trace, foreign)
         model, tree, code, checks = compile_opencl(program, signature, options, trace)
 
-        from .opencl_runtime import OpenCLKernel
+        from .opencl_runtime import OpenCLKernel, spec_from_model
         t0 = time.perf_counter()
-        compiled = OpenCLKernel(model, code, checks)
+        compiled = OpenCLKernel(spec_from_model(model, code, checks))
         trace.times["opencl build"] = time.perf_counter() - t0
         compiled.trace = trace
         compiled.tree = tree

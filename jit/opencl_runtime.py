@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,7 +47,14 @@ def context_and_queue():
         return _state["ctx"], _state["queue"]
 
 
-def build(source: str, fastmath: bool, needs_fp64: bool):
+def device_identity() -> tuple:
+    """What an OpenCL program binary depends on: platform, device and driver."""
+    ctx, _ = context_and_queue()
+    d = ctx.devices[0]
+    return (d.platform.name, d.platform.version, d.name, d.driver_version, d.version)
+
+
+def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = None):
     ctx, _ = context_and_queue()
     device = ctx.devices[0]
     if needs_fp64 and "cl_khr_fp64" not in device.extensions and not device.double_fp_config:
@@ -57,7 +65,10 @@ def build(source: str, fastmath: bool, needs_fp64: bool):
     with _lock:
         prg = _state.setdefault("programs", {}).get(key)
     if prg is None:
-        prg = _cl().Program(ctx, source).build(options=list(options))
+        if binary is not None:
+            prg = _cl().Program(ctx, [device], [binary]).build(options=list(options))
+        else:
+            prg = _cl().Program(ctx, source).build(options=list(options))
         with _lock:
             _state["programs"][key] = prg
     return prg
@@ -69,51 +80,89 @@ def _root(a: np.ndarray) -> np.ndarray:
     return a
 
 
+@dataclass(frozen=True)
+class OpenCLSpec:
+    """What a call needs, as plain data: picklable for the cache, usable without isl."""
+
+    name: str
+    arguments: tuple  # (name, kind, dtype)
+    params: tuple  # (name, argument name, dim or None)
+    checks: tuple  # (exception name, message)
+    check_source: str
+    written: frozenset
+    temporaries: dict  # name -> (dtype, shape as parameter names)
+    arrays: tuple  # kernel-argument order
+    scalars: tuple
+    slots: tuple  # scalar locals by scratch slot
+    slot_types: tuple
+    phases: tuple  # (kernel name, Python source of the NDRange size or None)
+    result: tuple | None  # (slot name, dtype, weak)
+    source: str
+    fastmath: bool
+    needs_fp64: bool
+
+
+def spec_from_model(model, code, check_source: str) -> OpenCLSpec:
+    from .lowering.hostcode import trip_count_source
+    phases = []
+    for p in code.phases:  # generated from isl's AST, no user text
+        counts = ", ".join(trip_count_source(f.init, f.cond, f.step) for f in p.dims)
+        phases.append((p.kernel, f"({counts},)" if p.dims else None))
+    result = None
+    if model.return_value is not None:
+        result = (model.return_value, model.temporary(model.return_value).dtype, model.return_weak)
+    return OpenCLSpec(
+        model.name, tuple((a.name, a.kind, a.dtype) for a in model.arguments),
+        tuple((p.name, p.source.name, None) if hasattr(p.source, "name") else (p.name, p.source.array, p.source.dim)
+              for p in model.params),
+        tuple((c.error, c.message) for c in model.checks), check_source, frozenset(model.written_arrays()),
+        {t.name: (t.dtype, t.shape) for t in model.temporaries if t.shape}, code.arrays, code.scalars, code.slots,
+        tuple(model.temporary(n).dtype for n in code.slots), tuple(phases), result, code.source, model.fastmath,
+        code.needs_fp64)
+
+
 class OpenCLKernel:
     """A compiled specialization: call it with the kernel's arguments."""
 
-    def __init__(self, model, code, check_source: str):
-        self.model = model
-        self.code = code
+    def __init__(self, spec: OpenCLSpec, binary: bytes | None = None):
+        self.spec = spec
         ns: dict = {}
-        exec(compile(check_source, f"<polyjit checks {model.name}>", "exec"), ns)
+        exec(compile(spec.check_source, f"<polyjit checks {spec.name}>", "exec"), ns)
         self.checks = ns["pj_checks"]
-        self.program = build(code.source, model.fastmath, code.needs_fp64)
-        self.kernels = [_cl().Kernel(self.program, p.kernel) for p in code.phases]
-        self.written = set(model.written_arrays())
-        self.arg_index = {a.name: k for k, a in enumerate(model.arguments)}
-        from .lowering.hostcode import trip_count_source
-        names = ", ".join(x.name for x in model.params) or "*_"
-        self.trip = []
-        for p in code.phases:  # generated from isl's AST, no user text
-            counts = ", ".join(trip_count_source(f.init, f.cond, f.step) for f in p.dims)
-            self.trip.append(eval(f"lambda {names}: ({counts},)") if p.dims else None)
+        self.program = build(spec.source, spec.fastmath, spec.needs_fp64, binary)
+        self.kernels = [_cl().Kernel(self.program, name) for name, _ in spec.phases]
+        self.arg_index = {a[0]: k for k, a in enumerate(spec.arguments)}
+        self.dtypes = {a[0]: a[2] for a in spec.arguments}
+        names = ", ".join(p[0] for p in spec.params) or "*_"
+        self.trip = [None if size is None else eval(f"lambda {names}: {size}") for _, size in spec.phases]
+
+    def binary(self) -> bytes:
+        return self.program.get_info(_cl().program_info.BINARIES)[0]
+
+    def payload(self) -> dict:
+        return {"kind": "opencl", "spec": self.spec, "binary": self.binary()}
 
     def __call__(self, args):
         cl = _cl()
         ctx, queue = context_and_queue()
-        model = self.model
-        params = []
-        for p in model.params:
-            src = p.source
-            params.append(int(args[self.arg_index[src.name]]) if hasattr(src, "name")
-                          else args[self.arg_index[src.array]].shape[src.dim])
+        spec = self.spec
+        params = [int(args[self.arg_index[arg]]) if dim is None else args[self.arg_index[arg]].shape[dim]
+                  for _, arg, dim in spec.params]
         bad = self.checks(*params)
         if bad >= 0:
-            chk = model.checks[bad]
-            raise {"IndexError": IndexError, "ValueError": ValueError}[chk.error](chk.message)
+            error, message = spec.checks[bad]
+            raise (IndexError if error == "IndexError" else ValueError)(message)
         mf = cl.mem_flags
         kargs = []
         copies = []  # (host array, device buffer, staged copy or None)
         roots: dict[int, tuple] = {}
-        pvals = dict(zip((p.name for p in model.params), params))
-        for name in self.code.arrays:
-            a = model.argument(name)
-            if a is None:  # a temporary
-                tmp = model.temporary(name)
-                shape = [pvals[s] for s in tmp.shape]
+        pvals = dict(zip((p[0] for p in spec.params), params))
+        for name in spec.arrays:
+            if name in spec.temporaries:
+                dtype, tshape = spec.temporaries[name]
+                shape = [pvals[s] for s in tshape]
                 size = max(1, int(np.prod(shape)))
-                buf = cl.Buffer(ctx, mf.READ_WRITE, size * np.dtype(tmp.dtype).itemsize)
+                buf = cl.Buffer(ctx, mf.READ_WRITE, size * np.dtype(dtype).itemsize)
                 strides = [int(np.prod(shape[d + 1:])) for d in range(len(shape))]
                 kargs += [buf, *shape, *strides, 0]
                 continue
@@ -122,7 +171,7 @@ class OpenCLKernel:
             if is_device_array(x):
                 kargs += [x.base_data, *x.shape, *(s // item for s in x.strides), x.offset // item]
                 continue
-            if name in self.written and not x.flags.writeable:
+            if name in spec.written and not x.flags.writeable:
                 raise ValueError(f"argument `{name}` is read-only, but the kernel assigns to it")
             root = _root(x)
             offset = x.__array_interface__["data"][0] - root.__array_interface__["data"][0]
@@ -140,14 +189,14 @@ class OpenCLKernel:
                                 hostbuf=root if root.nbytes else np.zeros(1, root.dtype))
                 roots[copies_key] = (buf, root)
             buf = roots[copies_key][0]
-            if name in self.written:
+            if name in spec.written:
                 copies.append((x, buf, root if not direct else None, root))
             strides = x.strides if direct else root.strides
             kargs += [buf, *x.shape, *(s // item for s in strides), offset // item]
-        for name in self.code.scalars:
-            a = model.argument(name)
-            kargs.append(np.dtype("uint8" if a.dtype == "bool" else a.dtype).type(args[self.arg_index[name]]))
-        scal = np.zeros(max(1, len(self.code.slots)), np.int64)
+        for name in spec.scalars:
+            dt = self.dtypes[name]
+            kargs.append(np.dtype("uint8" if dt == "bool" else dt).type(args[self.arg_index[name]]))
+        scal = np.zeros(max(1, len(spec.slots)), np.int64)
         scal_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=scal)
         err = np.zeros(1, np.int32)
         err_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=err)
@@ -160,7 +209,7 @@ class OpenCLKernel:
                 knl(queue, size, None, *kargs)
         cl.enqueue_copy(queue, err, err_buf)
         if err[0]:
-            raise IndexError(model.checks[err[0] - 1].message)
+            raise IndexError(spec.checks[err[0] - 1][1])
         done = set()
         for x, buf, staged, root in copies:
             if id(root) in done:
@@ -170,11 +219,12 @@ class OpenCLKernel:
                 cl.enqueue_copy(queue, root, buf)
             if staged is not None:
                 x[...] = staged
-        if model.return_value is None:
+        if spec.result is None:
             queue.finish()
             return None
         cl.enqueue_copy(queue, scal, scal_buf)
-        k = self.code.slots.index(model.return_value)
-        dt = np.dtype(model.temporary(model.return_value).dtype)
+        name, dtype, weak = spec.result
+        k = spec.slots.index(name)
+        dt = np.dtype(dtype)
         value = scal[k: k + 1].view(np.uint8)[: dt.itemsize].view(dt)[0]
-        return value.item() if model.return_weak else value
+        return value.item() if weak else value

@@ -222,3 +222,15 @@ def test_cli_inspect(tmp_path):
     assert "KERNEL: saxpy" in out and "loop structure" in out and "vmov" in out
     out = subprocess.run(base + ["--target", "opencl"], capture_output=True, text=True, check=True).stdout
     assert "__kernel void saxpy_p0" in out
+
+
+@pytest.mark.opencl
+def test_opencl_entries_hold_program_binaries(tmp_path):
+    src = MODULE.replace('target="native"', 'target="opencl"')
+    (tmp_path / "mod.py").write_text(src.format(scale=2.0, unrelated=1))
+    first, _ = run(tmp_path, tmp_path / "c")
+    second, _ = run(tmp_path, tmp_path / "c")
+    assert first["cache"] == "miss" and second["cache"] == "hit"
+    assert second["out"] == [0.0, 2.0, 4.0, 6.0, 8.0] and not second["islpy"]
+    payload = cache.Cache(str(tmp_path / "c")).load(next((tmp_path / "c").glob("*.pjc")).stem)
+    assert payload["kind"] == "opencl" and isinstance(payload["binary"], bytes) and payload["binary"]
