@@ -45,28 +45,54 @@ return RIP-relative ``Mem``; ``f.call(target, args, ret, vector=False)`` calls C
 address or cffi pointer); ``f.ret(value)``; ``f.program()``, ``f.listing()``, ``f.compile()``.
 Shifts by a register count move it to cl automatically; div/idiv/cqo/cpuid use their fixed
 registers implicitly (write ``f.mov(rax, a); f.cqo(); f.idiv(b); f.mov(q, rax)``).
+Registers have views: ``v.d``/``v.w``/``v.b`` (GP), ``v.x``/``v.y``/``v.z`` (vectors); memory is
+``Mem(base, index, scale, disp, size=bytes)``, broadcast ``m.broadcast(elem_size, count)``, RIP
+``Mem(rip, disp=...)`` or ``Mem(label=L)``.  Phase functions: ``allocate(program)``,
+``check_allocation(program, allocated)``, ``encode(allocated) -> MachineCode``,
+``load(machine_code, "double(*)(int64_t, double*)")``; ``MachineCode.link(resolve)`` applies the
+relocations for storing code elsewhere.  Timing: ``python -m polyjit.asm.bench``.
+
+Limitations: no stack-passed arguments (at most 6 integer + 8 float arguments), values are
+spilled for their whole lifetime (no live-range splitting, spilled operands are reloaded into
+scratch registers rather than used as memory operands), WIN64 is described as data but only its
+GP callee-saved set would be honoured, no high-byte registers (ah..dh), no embedded rounding.
 """
 
-from . import operands as _operands
-from .abi import ABI, C_TYPES, SYSV, WIN64
-from .assembler import AddressSlot, Constant, MachineCode, Relocation, assemble, nop_padding
-from .checker import AllocationCheckError, check_allocation
-from .cpu import available_tiers, cpu_features, hardware_tier, isa_tier
-from .encoder import EncodingError, encode_instruction, encode_one, select_form
-from .forms import FORMS, Form
-from .loader import ExecutableMemory, JitFunction, load
-from .operands import Align, Bind, Instr, Label, Mem, Reg, reg, rip
-from .program import Function, Program
-from .regalloc import AllocatedProgram, AllocationError, allocate, encode
+import importlib
 
-# every physical register by name: rax..r15, eax.., ax.., al.., xmm0..zmm31, k0..k7
-globals().update(_operands.REGISTERS_BY_NAME)
+# Public names, resolved lazily (PEP 562): loading a cached kernel needs only the loader, not the encoder
+# tables or the allocator, so `import polyjit.asm.loader` stays cheap.
+_EXPORTS = {
+    "abi": ("ABI", "C_TYPES", "SYSV", "WIN64"),
+    "assembler": ("AddressSlot", "Constant", "MachineCode", "Relocation", "assemble", "nop_padding"),
+    "checker": ("AllocationCheckError", "check_allocation"),
+    "cpu": ("available_tiers", "cpu_features", "hardware_tier", "isa_tier"),
+    "encoder": ("EncodingError", "encode_instruction", "encode_one", "select_form"),
+    "forms": ("FORMS", "Form"),
+    "loader": ("ExecutableMemory", "JitFunction", "load"),
+    "operands": ("Align", "Bind", "Instr", "Label", "Mem", "Reg", "reg", "rip"),
+    "program": ("Function", "Program"),
+    "regalloc": ("AllocatedProgram", "AllocationError", "allocate", "encode"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "ABI", "SYSV", "WIN64", "C_TYPES", "AddressSlot", "Constant", "MachineCode", "Relocation", "assemble",
-    "nop_padding", "AllocationCheckError", "check_allocation", "available_tiers", "cpu_features",
-    "hardware_tier", "isa_tier", "EncodingError", "encode_instruction", "encode_one", "select_form", "FORMS",
-    "Form", "ExecutableMemory", "JitFunction", "load", "Align", "Bind", "Instr", "Label", "Mem", "Reg", "reg",
-    "rip", "Function", "Program", "AllocatedProgram", "AllocationError", "allocate", "encode",
-    *_operands.REGISTERS_BY_NAME,
-]
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    else:  # every physical register by name: rax..r15, eax.., ax.., al.., xmm0..zmm31, k0..k7
+        registers = importlib.import_module(".operands", __name__).REGISTERS_BY_NAME
+        if name not in registers:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = registers[name]
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    registers = importlib.import_module(".operands", __name__).REGISTERS_BY_NAME
+    return sorted(set(globals()) | set(_WHERE) | set(registers))
+
+
+__all__ = sorted(_WHERE)

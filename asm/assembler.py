@@ -78,6 +78,19 @@ class MachineCode:
 
     __str__ = listing
 
+    def to_dict(self) -> dict:
+        """A JSON-ready form (bytes as hex, relocations by symbol) for storing code on disk; absolute
+        addresses known at build time are not stored: they are resolved again when loading."""
+        return {"name": self.name, "code": self.code.hex(), "code_size": self.code_size,
+                "relocations": [[r.offset, r.symbol, r.addend, r.kind] for r in self.relocations],
+                "labels": [list(lab) for lab in self.labels]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MachineCode:
+        relocations = tuple(Relocation(o, s, a, k) for o, s, a, k in data["relocations"])
+        return cls(data["name"], bytes.fromhex(data["code"]), relocations, {},
+                   tuple(tuple(lab) for lab in data["labels"]), (), data["code_size"])
+
     def link(self, resolve=None) -> bytes:
         """Bytes with every relocation applied; ``resolve(symbol) -> int`` overrides known addresses."""
         data = bytearray(self.code)

@@ -58,6 +58,10 @@ def _step_effect(state: dict, origin: int, it, program, problems: list, where: s
         pairs.append((orig.mask, it.mask))
     mapping: dict = {}
     for o, a in pairs:
+        slot = _loc(a) if type(a) is Mem and o.virtual else None
+        if slot is not None:  # a spilled operand used in place from its stack slot
+            mapping.setdefault(o.key, set()).add(slot)
+            continue
         if type(a) is not Reg or a.virtual or a.size != o.size or a.kind != o.kind:
             problems.append(f"{where}: {a} cannot stand for {o} in {orig}")
             return

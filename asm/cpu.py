@@ -35,13 +35,13 @@ def _cpuid_function():
     return f.compile(), g.compile()
 
 
-def cpu_features() -> dict:
-    """Feature flags relevant to the tiers (cached)."""
+def cpu_features(probes=None) -> dict:
+    """Feature flags relevant to the tiers (cached). `probes` may supply the two CPUID functions already
+    loaded (e.g. from polyjit's code cache) instead of assembling them now."""
     if "features" in _cache:
         return _cache["features"]
-    from cffi import FFI
-    ffi = FFI()
-    with_xgetbv, cpuid = _cpuid_function()
+    from .loader import ffi
+    with_xgetbv, cpuid = probes or _cpuid_function()
     buf = ffi.new("uint32_t[5]")
 
     def query(leaf, sub=0, xcr=False):

@@ -151,7 +151,13 @@ def select_form(ins: Instr) -> Form:
         for op in ops:
             if (type(op) is Reg and op.virtual) or (type(op) is Mem and any(r.virtual for r in op.registers)):
                 raise EncodingError(f"virtual register in {ins} reached the encoder (allocate first)")
-        form = _FORM_CACHE[key] = _select(ins)
+        try:
+            form = _FORM_CACHE[key] = _select(ins)
+        except EncodingError as error:
+            _FORM_CACHE[key] = error  # failures are asked again (the allocator probes memory forms)
+            raise
+    elif type(form) is EncodingError:
+        raise EncodingError(f"{form} ({ins})")
     return form
 
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 import os
 import weakref
 
-from cffi import FFI
+from typing import TYPE_CHECKING
 
-from .assembler import MachineCode
+from .cbackend import FFI
+
+if TYPE_CHECKING:
+    from .assembler import MachineCode
 
 ffi = FFI()
-ffi.cdef("""
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
-    int mprotect(void *addr, size_t len, int prot);
-    int munmap(void *addr, size_t length);
-""")
-libc = ffi.dlopen(None)
+libc = ffi.dlopen(None, {
+    "mmap": "void *(*)(void *, size_t, int, int, int, long)",
+    "mprotect": "int(*)(void *, size_t, int)",
+    "munmap": "int(*)(void *, size_t)",
+})
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MAP_FAILED = 2**64 - 1
@@ -29,7 +31,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 _LIBRARIES = {}
 
 
-def _open(name: str):
+def _open(name: str | None):
     if name not in _LIBRARIES:
         try:
             _LIBRARIES[name] = ffi.dlopen(name)
@@ -42,7 +44,7 @@ _SYMBOLS: dict = {}
 
 
 def symbol_address(symbol: str) -> int | None:
-    """Address of a C function in libm, libmvec or libc (via dlopen/dlsym through cffi), cached."""
+    """Address of a C function in libm, libmvec or libc (dlopen/dlsym through cffi's backend), cached."""
     if symbol.startswith("0x"):
         return int(symbol, 16)
     if symbol not in _SYMBOLS:
@@ -52,16 +54,10 @@ def symbol_address(symbol: str) -> int | None:
 
 def _lookup(symbol: str) -> int | None:
     for lib in ("libm.so.6", "libmvec.so.1", None):
-        handle = _open(lib) if lib else libc
-        if handle is None:
-            continue
-        try:
-            ffi_local = FFI()
-            ffi_local.cdef(f"void {symbol}(void);")
-            h = ffi_local.dlopen(lib)
-            return int(ffi_local.cast("uintptr_t", ffi_local.addressof(h, symbol)))
-        except (AttributeError, OSError, Exception):  # noqa: BLE001 - symbol absent in this library
-            continue
+        handle = _open(lib)
+        address = handle.address(symbol) if handle is not None else None
+        if address:
+            return address
     return None
 
 
@@ -110,14 +106,14 @@ class ExecutableMemory:
 class JitFunction:
     """Callable machine code with a C signature; numpy arrays/buffers are accepted for pointers."""
 
-    def __init__(self, machine_code: MachineCode, signature: str, memory: ExecutableMemory):
+    def __init__(self, machine_code, signature: str, memory: ExecutableMemory):
         self.machine_code = machine_code
         self.signature = signature
         self.memory = memory
         self.address = memory.address
         self.cfunc = ffi.cast(signature, memory.address)
         ftype = ffi.typeof(self.cfunc)
-        self._pointer_args = tuple(i for i, a in enumerate(ftype.args) if a.kind == "pointer")
+        self._pointer_args = tuple(i for i, a in enumerate(ftype.args) if a.kind in ("pointer", "array"))
         self._arg_types = ftype.args
 
     def __call__(self, *args):
@@ -141,3 +137,32 @@ def load(machine_code: MachineCode, signature: str, use_memfd: bool = False) -> 
     """Phase 4: relocate (symbols resolved through libm/libmvec/libc), map executable, wrap."""
     code = machine_code.link(lambda s: machine_code.symbols.get(s) or symbol_address(s))
     return JitFunction(machine_code, signature, ExecutableMemory(code, use_memfd))
+
+
+class _Stored:
+    """Stands in for a MachineCode whose bytes came from storage: a name and a listing."""
+
+    def __init__(self, name: str, text: str):
+        self.name, self.text = name, text
+
+    def listing(self) -> str:
+        return self.text
+
+
+def to_plain(fn: JitFunction) -> tuple:
+    """A loaded function as plain data (unlinked bytes, relocations by symbol name) for storage."""
+    mc = fn.machine_code
+    return (mc.name, mc.code, tuple((r.offset, r.symbol, r.addend) for r in mc.relocations), mc.listing(),
+            fn.signature)
+
+
+def from_plain(plain: tuple, use_memfd: bool = False) -> JitFunction:
+    """Relocate and load stored code in this process (addresses of C functions change between runs)."""
+    name, code, relocations, text, signature = plain
+    data = bytearray(code)
+    for offset, symbol, addend in relocations:
+        address = symbol_address(symbol)
+        if address is None or symbol.startswith("0x"):
+            raise KeyError(f"cannot relocate symbol {symbol!r}")
+        data[offset:offset + 8] = ((address + addend) & (2**64 - 1)).to_bytes(8, "little")
+    return JitFunction(_Stored(name, text), signature, ExecutableMemory(bytes(data), use_memfd))

@@ -9,6 +9,7 @@ and ``vk3`` (opmask); views of one virtual share its number.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 GP, XMM, YMM, ZMM, KREG, RIP = "gp", "xmm", "ymm", "zmm", "k", "rip"
 VECTOR_KINDS = (XMM, YMM, ZMM)
@@ -192,13 +193,13 @@ def imm_fits(value: int, bits: int) -> bool:
     return -limit <= value < limit
 
 
-@dataclass(frozen=True, slots=True)
-class Instr:
+class Instr(NamedTuple):
     """One machine instruction over physical and/or virtual operands.
 
     ``mask``/``zero`` are the AVX-512 ``{k}``/``{z}`` decorations of the first operand; the
     ``implicit_*`` tuples name physical registers read/written without appearing as operands
-    (filled in by the builder for div, cpuid, calls and returns).
+    (filled in by the builder for calls and returns).  A NamedTuple rather than a frozen dataclass
+    because it is built for every instruction of every phase and tuples construct fastest.
     """
 
     mnemonic: str

@@ -65,7 +65,6 @@ class Function:
         self._nlabel = 0
         self._const_cache: dict = {}
         self._slots: dict = {}
-        self.uses_wide_vectors = False
         arg_regs = []
         ngp = nvec = 0
         for ctype in self.arg_types:
@@ -157,24 +156,27 @@ class Function:
 
     def emit(self, mnemonic: str, *operands, mask: Reg | None = None, zero: bool = False,
              implicit_uses=(), implicit_defs=()) -> Instr:
-        ins = Instr(mnemonic, tuple(operands), mask, zero, tuple(implicit_uses), tuple(implicit_defs))
-        if not self.uses_wide_vectors:
-            self.uses_wide_vectors = any(type(o) is Reg and o.kind in (YMM, ZMM) for o in operands)
+        ins = Instr(mnemonic, operands, mask, zero, tuple(implicit_uses), tuple(implicit_defs))
         self.items.append(ins)
         return ins
 
     def __getattr__(self, mnemonic: str):
         if mnemonic.startswith("_"):
             raise AttributeError(mnemonic)
-        mnemonic = mnemonic.removesuffix("_")  # f.and_(), f.or_(), f.not_() for Python keywords
+        attribute, mnemonic = mnemonic, mnemonic.removesuffix("_")  # f.and_(), f.or_() for keywords
         if mnemonic not in FORMS:
             raise AttributeError(mnemonic)
         if mnemonic in _SHIFTS:
             return lambda dst, count, **kw: self._shift(mnemonic, dst, count, **kw)
 
+        items = self.items
+
         def emit(*operands, mask=None, zero=False):
-            return self.emit(mnemonic, *operands, mask=mask, zero=zero)
+            ins = Instr(mnemonic, operands, mask, zero)
+            items.append(ins)
+            return ins
         emit.__name__ = mnemonic
+        self.__dict__[attribute] = emit  # later calls skip __getattr__
         return emit
 
     def _shift(self, mnemonic, dst, count, **kw):

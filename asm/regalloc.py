@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .assembler import MachineCode, assemble
 from .effects import is_register_copy, register_effects
+from .encoder import EncodingError, select_form
 from .forms import EVEX_MNEMONICS
 from .operands import GP, KREG, XMM, YMM, ZMM, Bind, Instr, Label, Mem, Reg
 from .program import Program
@@ -359,9 +360,12 @@ def _rewrite(program, items, effects, assigned, spilled, facts):
                 scratch[key] = pool[sum(1 for k in scratch if k[0] == key[0])]
             return _phys(r, scratch[key])
 
+        fold = _fold_candidate(it, effects[i], spilled, slots) if spilled else None
         ops = []
-        for op in it.operands:
-            if type(op) is Reg:
+        for j, op in enumerate(it.operands):
+            if fold is not None and j == fold[0]:
+                ops.append(fold[1])
+            elif type(op) is Reg:
                 ops.append(sub(op) if op.virtual else op)
             elif type(op) is Mem and ((op.base is not None and op.base.virtual) or
                                       (op.index is not None and op.index.virtual)):
@@ -369,9 +373,16 @@ def _rewrite(program, items, effects, assigned, spilled, facts):
             else:
                 ops.append(op)
         new = Instr(it.mnemonic, tuple(ops), sub(it.mask), it.zero, it.implicit_uses, it.implicit_defs)
+        if fold is not None:
+            try:
+                select_form(new)
+            except EncodingError:  # the form has no memory operand there: use a scratch register
+                ops[fold[0]] = sub(it.operands[fold[0]])
+                new = new._replace(operands=tuple(ops))
         if scratch:
             uses, defs = effects[i]
-            use_keys = {r.key for r in uses}
+            # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
+            use_keys = {r.key for r in uses} | {r.key for r in defs if r.kind == GP and r.size < 4}
             for key, n in scratch.items():
                 if key in use_keys:
                     body.append((-1, _spill_move(key, n, slots[key], vec_move, load=True)))
@@ -389,6 +400,32 @@ def _rewrite(program, items, effects, assigned, spilled, facts):
     if any(k[0] == "gp" for k in spilled):
         written.update(facts["scratch"]["gp"])
     return _frame(program, body, assigned, slots, offset, written, facts["wide"])
+
+
+def _fold_candidate(it: Instr, effect, spilled, slots):
+    """(operand index, stack-slot Mem) when a spilled register operand can be read/written in place.
+
+    Only for instructions without another memory operand or mask, never legacy SSE (alignment and
+    merge semantics differ from the register form), only for a virtual that appears once, and for
+    a definition only when the view covers the whole slot (a narrower register write would have
+    zero-extended)."""
+    ops = it.operands
+    for j, op in enumerate(ops):
+        if type(op) is not Reg or not op.virtual:
+            continue
+        key = (_CLS[op.kind], op.num, True)
+        if key not in spilled or key[0] == "k":
+            continue
+        if it.mask is not None or any(type(o) is Mem for o in ops):
+            return None
+        if op.kind in _VEC and it.mnemonic[0] != "v":
+            continue
+        if sum(1 for o in ops if type(o) is Reg and o.virtual and o.num == op.num) != 1:
+            continue
+        if j == 0 and any(d is op or d == op for d in effect[1]) and op.size != slots[key][1]:
+            continue
+        return j, Mem(_RSP, disp=slots[key][0], size=op.size)
+    return None
 
 
 def _spill_move(key, num, slot, vec_move, load):

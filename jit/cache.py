@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import types
 import warnings
 
@@ -155,6 +154,7 @@ class Cache:
             return
         body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         data = MAGIC + hashlib.sha256(body).digest() + body
+        import tempfile
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".pjc")
             try:
@@ -209,3 +209,24 @@ class Cache:
             except OSError:
                 pass
         return n
+
+
+def native_tier(store: Cache) -> str:
+    """The ISA tier, probing the CPU with CPUID code built by polyjit.asm once and then kept in the cache,
+    so that later processes need not import the assembler to find it."""
+    from .asm import cpu
+    if "features" not in cpu._cache:
+        from .asm.loader import from_plain, to_plain
+        key = make_key("cpuid-probe")
+        payload = store.load(key)
+        probes = None
+        if isinstance(payload, list) and len(payload) == 2:
+            try:
+                probes = tuple(from_plain(p) for p in payload)
+            except Exception:  # noqa: BLE001 - a foreign entry: assemble the probes again
+                probes = None
+        if probes is None:
+            probes = cpu._cpuid_function()
+            store.store(key, [to_plain(p) for p in probes])
+        cpu.cpu_features(probes)
+    return cpu.isa_tier()

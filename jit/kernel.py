@@ -119,8 +119,7 @@ class Kernel:
         with self._lock:
             hit = self._dispatch.get(key)
             if hit is None:
-                from .signature import is_device_array
-                if self.target == "native" and any(is_device_array(a) for a in args):
+                if self.target == "native" and any(type(a).__module__.startswith("pyopencl") for a in args):
                     raise TypeError("pyopencl arrays are device memory: use target='opencl' for them")
                 foreign = frozenset(n for n, a in zip(self._names, args)
                                     if isinstance(a, np.ndarray) and not a.dtype.isnative)
@@ -133,13 +132,12 @@ class Kernel:
         from . import cache
         if not cache.enabled(self.options.cache) or self.options.schedule is not None:
             return self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
+        store = cache.Cache()
         if self.target == "native":
-            from .asm.cpu import isa_tier
-            where = ("native", isa_tier())
+            where = ("native", cache.native_tier(store))
         else:
             from .opencl_runtime import device_identity
             where = ("opencl", device_identity())
-        store = cache.Cache()
         entry = cache.make_key(cache.function_key(self.py_func), self.options.key(), repr(key),
                                sorted(foreign), where)
         payload = store.load(entry)

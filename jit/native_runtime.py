@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +27,8 @@ def num_threads() -> int:
     return max(1, int(v)) if v else _CPUS
 
 
-def pool(n: int) -> ThreadPoolExecutor:
+def pool(n: int):
+    from concurrent.futures import ThreadPoolExecutor
     with _pool_lock:
         if _pool.get("n") != n:
             _pool["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="polyjit")
@@ -102,9 +102,8 @@ class NativeKernel:
 
     def payload(self) -> dict:
         """Plain data for the on-disk cache: the spec and each phase's machine code (relocations by name)."""
-        from dataclasses import replace
-        code = [(replace(fn.machine_code, symbols={}, lines=()), fn.signature) for fn in self.functions]
-        return {"kind": "native", "spec": self.spec, "code": code}
+        from .asm.loader import to_plain
+        return {"kind": "native", "spec": self.spec, "code": [to_plain(fn) for fn in self.functions]}
 
     def __call__(self, args):
         return self.call(args)
@@ -201,6 +200,5 @@ class NativeKernel:
 
 def load_native(payload) -> NativeKernel:
     """A NativeKernel from a cache payload: relocate, map executable, wrap (no isl, no compiler)."""
-    from .asm.loader import load
-    functions = [load(mc, signature) for mc, signature in payload["code"]]
-    return NativeKernel(payload["spec"], functions)
+    from .asm.loader import from_plain
+    return NativeKernel(payload["spec"], [from_plain(p) for p in payload["code"]])
