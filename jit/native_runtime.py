@@ -19,7 +19,7 @@ from .lowering.layout import BlockLayout
 _pool_lock = threading.Lock()
 _pool: dict = {}
 _CPUS = os.cpu_count() or 1
-MIN_CHUNK = 2048  # iterations below which a parallel loop is not worth waking threads for
+MIN_CHUNK = 65536  # iterations per thread below which waking threads costs more than it saves
 
 
 def num_threads() -> int:

@@ -57,8 +57,14 @@ def auto_schedule(model: KernelModel) -> KernelModel:
             if carried(model, name) is None:
                 model = T.parallelize(model, name)
                 break
+    return vectorize_innermost(model)
+
+
+def vectorize_innermost(model: KernelModel) -> KernelModel:
+    """Tags every innermost loop that carries no dependence (sums too, with fastmath) for SIMD lanes; lanes
+    compute element for element what the scalar loop does, so this never changes results."""
     for name in _innermost(model):
-        if carried(model, name, allow_reductions=model.fastmath) is None:
+        if (name, "vector") not in model.tags and carried(model, name, allow_reductions=model.fastmath) is None:
             model = T.vectorize(model, name)
     return model
 

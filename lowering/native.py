@@ -773,11 +773,15 @@ class NativeEmitter:
             return self.choose(cond, a, b, t)
         if fn == "abs":
             a = args[0]
-            if t.startswith("float"):
-                m = self.const(0.0, t)
-                neg = self.x_UnOp(E.UnOp("neg", e.args[0]))
-                lt = self.fcompare("lt", t, a, m)
-                return self.choose(lt, neg, a, t)
+            if t.startswith("float"):  # clear the sign bit: abs(-0.0) == 0.0 and NaNs keep their payload
+                mask = self.const(-0.0, t)
+                d = f.xmm()
+                if self.vex:
+                    f.vandnps(d, mask, a)
+                else:
+                    f.movaps(d, mask)
+                    f.andnps(d, a)
+                return d
             if t in UNSIGNED:
                 return a
             out = f.gp64()

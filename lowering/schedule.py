@@ -7,7 +7,7 @@ from dataclasses import replace
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from . import transform as T
-from .heuristic import auto_schedule
+from .heuristic import auto_schedule, vectorize_innermost
 from .legality import check_legal
 
 KEYWORDS = ("split", "tile", "order", "unroll", "vectorize", "parallel", "schedule")
@@ -49,6 +49,8 @@ def apply_hints(model: KernelModel, options) -> KernelModel:
             raise ScheduleError(f"schedule= must return a KernelModel, not {type(model).__name__}")
     if not options.unsafe:
         check_legal(model, _describe(options))
+    if options.vectorize is None:  # where the hints are silent about SIMD, the heuristic decides
+        model = vectorize_innermost(model)
     return model
 
 

@@ -53,6 +53,7 @@ class Plan:
     streams: dict = field(default_factory=dict)  # id(Index) -> (Index, dim, rest index exprs)
     reductions: dict = field(default_factory=dict)  # instruction id -> (scalar name, addend expr)
     temps: set = field(default_factory=set)
+    code: dict = field(default_factory=dict)  # instruction id -> (assignee, expression) over the iterator
 
 
 class Vectorizer:
@@ -71,31 +72,33 @@ class Vectorizer:
                 and c.left.name == n.var and not _uses(c.right, {n.var})):
             return None
         bound = c.right if c.op == "lt" else E.BinOp("add", c.right, E.Const(1))
-        inner, dtype = None, None
-        plan = Plan("", 0, "", bound)
+        dtype = None
+        plan = Plan("", 0, n.var, bound)
         for run in n.body:
             ins = model.instruction(run.instruction)
             if ins.predicates:
                 return None
-            for name, value in run.bindings:
-                if isinstance(value, E.Var) and value.name == n.var:
-                    if inner not in (None, name):
-                        return None
-                    inner = name
-                elif _uses(value, {n.var}):
+            moving = {}
+            for name, value in run.bindings:  # name == iterator + rest (rest invariant) is fine
+                lin = linear(value, n.var)
+                if lin is None or lin[0] not in (0, 1):
                     return None
-        if inner is None:
-            return None
-        plan.inner = inner
+                if lin[0] == 1:
+                    moving[name] = value
+            if not moving:
+                return None
+            sub = lambda x, m=moving: m.get(x.name) if isinstance(x, E.Var) else None  # noqa: E731
+            plan.code[ins.id] = (E.substitute(ins.assignee, sub), E.substitute(ins.expression, sub))
         for run in n.body:
             ins = model.instruction(run.instruction)
-            t = em.tof(ins.assignee)
+            assignee, expression = plan.code[ins.id]
+            t = em.tof(assignee)
             if not t.startswith("float") or (dtype not in (None, t)):
                 return None
             dtype = t
-            rhs = ins.expression
-            if isinstance(ins.assignee, E.Var):
-                name = ins.assignee.name
+            rhs = expression
+            if isinstance(assignee, E.Var):
+                name = assignee.name
                 tmp = model.temporary(name)
                 addend = _sum_into(rhs, name)
                 if addend is not None and model.fastmath and not _uses(addend, {name}):
@@ -105,13 +108,13 @@ class Vectorizer:
                     plan.temps.add(name)
                 else:
                     return None
-            elif not self.stream_or_invariant(ins.assignee, plan, dtype, store=True):
+            elif not self.stream_or_invariant(assignee, plan, dtype, store=True):
                 return None
             if not self.check_expr(rhs, plan, dtype):
                 return None
         for name, _ in plan.reductions.values():  # the sum may be touched by nothing else in the loop
             if name in plan.temps or sum(1 for r in plan.reductions.values() if r[0] == name) > 1 or any(
-                    _uses(e, {name}) for run in n.body for e in (model.instruction(run.instruction).expression,)
+                    _uses(plan.code[run.instruction][1], {name}) for run in n.body
                     if run.instruction not in plan.reductions):
                 return None
         plan.dtype = dtype
@@ -173,7 +176,7 @@ class Vectorizer:
         skip = f.label("novec")
         for run in n.body:  # the enclosing loops' variables, as the instructions name them
             for name, value in run.bindings:
-                if name != plan.inner:
+                if not _uses(value, {n.var}):
                     em.regs[name] = em.expr(value)
         ub = plan.bound if not isinstance(plan.bound, E.Expr) else em.expr(plan.bound)
         self.values = {}
@@ -222,16 +225,17 @@ class Vectorizer:
         temps = {}
         for run in n.body:
             ins = em.model.instruction(run.instruction)
+            assignee, expression = plan.code[ins.id]
             self.temps, self.var, self.disp = temps, var, disp
             if ins.id in plan.reductions:
                 name, addend = plan.reductions[ins.id]
                 acc = accs[ins.id]
                 f.emit(self.name("add"), acc, acc, self.vexpr(addend)) if em.vex else \
                     f.emit(self.name("add"), acc, self.vexpr(addend))
-            elif isinstance(ins.assignee, E.Var):
-                temps[ins.assignee.name] = self.vexpr(ins.expression)
+            elif isinstance(assignee, E.Var):
+                temps[assignee.name] = self.vexpr(expression)
             else:
-                f.emit(self.mov(), self.mem(ins.assignee), self.vexpr(ins.expression))
+                f.emit(self.mov(), self.mem(assignee), self.vexpr(expression))
 
     def mem(self, e: E.Index) -> Mem:
         return Mem(self.ptrs[id(e)], self.var, np.dtype(self.plan_.dtype).itemsize, disp=self.disp, size=self.size)
