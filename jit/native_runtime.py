@@ -37,6 +37,10 @@ def pool(n: int):
 
 
 def run_parallel(cfunc, block, n, pointers):
+    if n < 2 * MIN_CHUNK:  # one chunk: no threads (and no environment look-up)
+        if n > 0:
+            cfunc(block, 0, n, *pointers)
+        return
     threads = min(num_threads(), n // MIN_CHUNK)
     if threads <= 1:
         if n > 0:
