@@ -21,7 +21,7 @@ from ..analysis.model import KernelModel
 from ..asm import Function, Mem, rax, rdx
 from .layout import POINTER_ARGS, block_layout
 from .looptree import For, If, LoopTree, Run
-from .opencl import _ndrange
+from .opencl import split_phases
 from .typeof import type_of
 
 SIGNED = {"int8": 1, "int16": 2, "int32": 4, "int64": 8}
@@ -53,23 +53,11 @@ class NativeEmitter:
 
     # -- phase functions --------------------------------------------------------------------------------
     def phases(self) -> tuple[NativePhase, ...]:
-        out, pending = [], []
-
-        def flush():
-            if pending:
-                name = f"{self.model.name}_p{len(out)}"
-                out.append(NativePhase(name, self.function(name, tuple(pending), None), False))
-                pending.clear()
-
-        for node in self.tree.body:
-            dims = _ndrange(node)
-            if dims:
-                flush()
-                name = f"{self.model.name}_p{len(out)}"
-                out.append(NativePhase(name, self.function(name, (), dims[0]), True, dims[0]))
-            else:
-                pending.append(node)
-        flush()
+        out = []
+        for nodes, dims in split_phases(self.tree):  # threads take the outermost parallel loop
+            name = f"{self.model.name}_p{len(out)}"
+            loop = dims[0] if dims else None
+            out.append(NativePhase(name, self.function(name, nodes, loop), loop is not None, loop))
         return tuple(out)
 
     def function(self, name, nodes, parallel: For | None) -> Function:
@@ -383,6 +371,17 @@ class NativeEmitter:
             f.emit(f"{op}{s}", d, b)
         return d
 
+    def bitwise(self, op, a, b):
+        """`a op b` on whole xmm registers (xorps, andnps: ~a & b, ...) into a new register."""
+        f = self.f
+        d = f.xmm()
+        if self.vex:
+            f.emit(f"v{op}", d, a, b)
+        else:
+            f.movaps(d, a)
+            f.emit(op, d, b)
+        return d
+
     def x_Cast(self, e):
         src_t = self.tof(e.operand)
         return self.convert(self.expr(e.operand), src_t, e.dtype)
@@ -523,17 +522,8 @@ class NativeEmitter:
             f.mov(out, a)
             f.xor(out, 1)
             return out
-        if t.startswith("float"):
-            mask = f.const([-0.0], t, size=8 if t == "float64" else 4)
-            m = f.xmm()
-            f.emit(self._mov(t), m, mask)
-            d = f.xmm()
-            if self.vex:
-                f.vxorps(d, a, m)
-            else:
-                f.movaps(d, a)
-                f.xorps(d, m)
-            return d
+        if t.startswith("float"):  # flip the sign bit
+            return self.bitwise("xorps", a, self.const(-0.0, t))
         out = f.gp64()
         f.mov(out, a)
         f.neg(out)
@@ -774,14 +764,7 @@ class NativeEmitter:
         if fn == "abs":
             a = args[0]
             if t.startswith("float"):  # clear the sign bit: abs(-0.0) == 0.0 and NaNs keep their payload
-                mask = self.const(-0.0, t)
-                d = f.xmm()
-                if self.vex:
-                    f.vandnps(d, mask, a)
-                else:
-                    f.movaps(d, mask)
-                    f.andnps(d, a)
-                return d
+                return self.bitwise("andnps", self.const(-0.0, t), a)
             if t in UNSIGNED:
                 return a
             out = f.gp64()

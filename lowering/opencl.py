@@ -328,25 +328,10 @@ class OpenCLEmitter:
 
     def program(self) -> OpenCLProgram:
         phases, kernels = [], []
-        pending = []
-
-        def flush():
-            if pending:
-                name = f"{self.model.name}_p{len(phases)}"
-                kernels.append(self.kernel(name, tuple(pending), None))
-                phases.append(Phase(name))
-                pending.clear()
-
-        for node in self.tree.body:
-            dims = _ndrange(node)
-            if dims:
-                flush()
-                name = f"{self.model.name}_p{len(phases)}"
-                kernels.append(self.kernel(name, (), dims))
-                phases.append(Phase(name, dims))
-            else:
-                pending.append(node)
-        flush()
+        for nodes, dims in split_phases(self.tree):
+            name = f"{self.model.name}_p{len(phases)}"
+            kernels.append(self.kernel(name, nodes, dims))
+            phases.append(Phase(name, dims))
         body = "\n\n".join(kernels)
         needs_fp64 = "double" in body or any(t == "float64" for t in self.types.values())
         source = self.preamble(needs_fp64) + "\n\n" + body + "\n"
@@ -372,6 +357,23 @@ def _ndrange(node) -> tuple[For, ...]:
         dims.append(node)
         node = node.body[0] if len(node.body) == 1 else None
     return tuple(dims)
+
+
+def split_phases(tree: LoopTree) -> list[tuple[tuple, tuple[For, ...]]]:
+    """The kernel's phases in order: (nodes, ()) runs serially; ((), loops) runs `loops` in parallel."""
+    out, pending = [], []
+    for node in tree.body:
+        dims = _ndrange(node)
+        if dims:
+            if pending:
+                out.append((tuple(pending), ()))
+                pending = []
+            out.append(((), dims))
+        else:
+            pending.append(node)
+    if pending:
+        out.append((tuple(pending), ()))
+    return out
 
 
 def emit_opencl(model: KernelModel, tree: LoopTree) -> OpenCLProgram:
