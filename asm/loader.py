@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import weakref
-
 from typing import TYPE_CHECKING
 
 from .cbackend import FFI
