@@ -254,6 +254,9 @@ class Vectorizer:
         if isinstance(e, E.Cast):
             return self.vexpr(e.operand)
         if isinstance(e, E.BinOp):
+            fused = self.fma(e)
+            if fused is not None:
+                return fused
             op = {"truediv": "div"}.get(e.op, e.op)
             return self.op(op, self.vexpr(e.left), self.vexpr(e.right))
         if isinstance(e, E.UnOp):  # -x flips the sign bit, like the scalar code
@@ -279,6 +282,26 @@ class Vectorizer:
         for b in e.args[1:]:
             out = self.op(e.func, self.vexpr(b), out)
         return out
+
+    def fma(self, e: E.BinOp):
+        """`x + a*b` as one fused multiply-add (one rounding): only with fastmath, from the avx2 tier up."""
+        if e.op != "add" or not self.em.model.fastmath or self.em.isa == "sse2":
+            return None
+
+        def product(x):
+            while isinstance(x, E.Cast):
+                x = x.operand
+            return x if isinstance(x, E.BinOp) and x.op == "mul" else None
+
+        mul, other = product(e.right), e.left
+        if mul is None:
+            mul, other = product(e.left), e.right
+        if mul is None:
+            return None
+        acc = self.vreg()
+        self.f.emit(self.mov_reg(), acc, self.vexpr(other))
+        self.f.emit(f"vfmadd231{self.s}", acc, self.vexpr(mul.left), self.vexpr(mul.right))
+        return acc
 
     # -- instructions ----------------------------------------------------------------------------------
     def name(self, op):

@@ -36,3 +36,17 @@ def test_hints_keep_simd_where_they_are_silent():
     assert "j=vector" in tiled.inspect_schedule(*args)
     rng = np.random.default_rng(1)
     check(tiled, rng.random((9, 7)), rng.random((7, 13)), rng.random((9, 13)))
+
+
+def test_fastmath_contracts_and_stays_close():
+    """fastmath=True may fuse multiply-adds and reassociate sums: results stay within rounding."""
+    k = polyjit.kernel(matmul, fastmath=True)
+    rng = np.random.default_rng(2)
+    A, B = rng.random((17, 23)), rng.random((23, 29))
+    C = np.zeros((17, 29))
+    k(A, B, C)
+    np.testing.assert_allclose(C, A @ B, rtol=1e-12)
+    if polyjit.kernel(matmul).target == "native":
+        from polyjit.asm import isa_tier
+        listing = k.inspect_asm(A, B, C)
+        assert ("vfmadd231pd" in listing) == (isa_tier() != "sse2")
