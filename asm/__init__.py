@@ -77,7 +77,13 @@ _EXPORTS = {
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
+_SUBMODULES = ("abi", "assembler", "bench", "cbackend", "checker", "cpu", "effects", "encoder", "forms",
+               "forms_table", "loader", "operands", "program", "regalloc")
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:  # `from polyjit.asm import cpu` asks for the submodule itself
+        return importlib.import_module(f".{name}", __name__)
     module = _WHERE.get(name)
     if module is not None:
         value = getattr(importlib.import_module(f".{module}", __name__), name)

@@ -12,13 +12,17 @@ least recently used entries.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import types
 import warnings
 
-MAGIC = b"PJC\x01"
+try:  # blake2 without OpenSSL: importing hashlib loads libcrypto, a few ms on the cached path
+    from _blake2 import blake2b as _hash
+except ImportError:  # pragma: no cover
+    from hashlib import blake2b as _hash
+
+MAGIC = b"PJC\x02"
 FORMAT = 1
 DEFAULT_SIZE = 256 * 2**20
 _warned: set[str] = set()
@@ -90,7 +94,11 @@ def _filled(cell) -> bool:
 
 def make_key(*parts) -> str:
     from . import __version__
-    return hashlib.sha256(repr((__version__, FORMAT) + parts).encode()).hexdigest()
+    return _hash(repr((__version__, FORMAT) + parts).encode(), digest_size=32).hexdigest()
+
+
+def _digest(data: bytes) -> bytes:
+    return _hash(data, digest_size=32).digest()
 
 
 class Cache:
@@ -135,7 +143,7 @@ class Cache:
                 data = fh.read()
         finally:
             os.close(fd)
-        if len(data) < 36 or data[:4] != MAGIC or hashlib.sha256(data[36:]).digest() != data[4:36]:
+        if len(data) < 36 or data[:4] != MAGIC or _digest(data[36:]) != data[4:36]:
             _warn("corrupt", f"{path} is corrupt or truncated; recompiling and replacing it")
             return None
         try:
@@ -153,7 +161,7 @@ class Cache:
         if not self.writable or not self._ready(create=True):
             return
         body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        data = MAGIC + hashlib.sha256(body).digest() + body
+        data = MAGIC + _digest(body) + body
         import tempfile
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".pjc")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from .asm.loader import ffi
-from .lowering.layout import BlockLayout
+from .lowering.layout import PlainRecord
 
 _pool_lock = threading.Lock()
 _pool: dict = {}
@@ -63,21 +62,18 @@ def pointer(x):
 _FORMAT = {"float64": "d", "float32": "f4x", "uint64": "Q"}
 
 
-@dataclass(frozen=True)
-class NativeSpec:
-    """What the per-call path needs, as plain data: picklable for the cache, loadable without isl."""
+class NativeSpec(PlainRecord):
+    """What the per-call path needs, as plain data: picklable for the cache, loadable without isl.
 
-    name: str
-    arguments: tuple  # (name, "array" | "scalar", dtype)
-    params: tuple  # (name, argument name, dim or None for an integer argument)
-    checks: tuple  # (exception name, message)
-    check_source: str
-    written: frozenset
-    temporaries: tuple  # (name, dtype, shape as parameter names)
-    result: tuple | None  # (slot name, dtype, weak)
-    layout: BlockLayout
-    trips: tuple  # per phase: Python source of the iteration count of a parallel phase, or None
-    foreign: frozenset = frozenset()  # arrays in non-native byte order, staged through native copies
+    arguments: (name, "array" | "scalar", dtype); params: (name, argument name, dim or None for an integer
+    argument); checks: (exception name, message); temporaries: (name, dtype, shape as parameter names);
+    result: (slot name, dtype, weak) or None; trips: per phase, the Python source of a parallel phase's
+    iteration count, or None; foreign: arrays in non-native byte order, staged through native copies.
+    """
+
+    __slots__ = ("name", "arguments", "params", "checks", "check_source", "written", "temporaries", "result",
+                 "layout", "trips", "foreign")
+    default_foreign = frozenset()
 
 
 def spec_from_model(model, layout, trips, check_source, foreign=frozenset()) -> NativeSpec:

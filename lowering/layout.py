@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 POINTER_ARGS = 3  # array data pointers passed in registers (rcx, r8, r9): cffi converts them fastest
 
 
-@dataclass(frozen=True)
-class BlockLayout:
-    """Slot numbers of everything a phase function reads from or writes to the argument block."""
+class PlainRecord:
+    """An immutable record with named fields, cheap to define and to unpickle.
 
-    arrays: tuple[tuple[str, int, int], ...]  # (name, first slot, ndim): ptr, sizes, byte strides
-    scalars: tuple[tuple[str, int], ...]
-    locals: tuple[tuple[str, int], ...]
-    error: int
-    size: int
-    pointer_args: int = 0  # how many of the first arrays arrive as pointer arguments, not in the block
+    Records that cached kernels carry are not dataclasses on purpose: creating a dataclass costs about a
+    millisecond at import, and the cached path has two milliseconds in all.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, *values, **named):
+        fields = self.__slots__
+        values = values + tuple(named[f] for f in fields[len(values):] if f in named)
+        values = values + tuple(getattr(type(self), f"default_{f}") for f in fields[len(values):])
+        for f, v in zip(fields, values):
+            object.__setattr__(self, f, v)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self):
+        return type(self), tuple(getattr(self, f) for f in self.__slots__)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+
+    def __hash__(self):
+        return hash(tuple(getattr(self, f) for f in self.__slots__))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self.__slots__)})"
+
+
+class BlockLayout(PlainRecord):
+    """Slot numbers of everything a phase function reads from or writes to the argument block.
+
+    arrays: (name, first slot, ndim) with the data pointer, sizes and byte strides from that slot; scalars and
+    locals: (name, slot); error: the slot of the run-time check code; pointer_args: how many of the first
+    arrays arrive as pointer arguments rather than in the block.
+    """
+
+    __slots__ = ("arrays", "scalars", "locals", "error", "size", "pointer_args")
+    default_pointer_args = 0
 
     def array(self, name):
         return next((s, n) for a, s, n in self.arrays if a == name)

@@ -91,7 +91,7 @@ def test_corrupt_entries_are_recompiled_and_replaced(tmp_path, damage):
     (entry,) = kernel_entries(tmp_path / "c")
     data = entry.read_bytes()
     new = {"truncate": data[: len(data) // 2], "flip": data[:-1] + bytes([data[-1] ^ 1]),
-           "garbage": b"PJC\x01" + os.urandom(200), "empty": b""}[damage]
+           "garbage": cache.MAGIC + os.urandom(200), "empty": b""}[damage]
     entry.write_bytes(new)
     r, err = run(tmp_path, tmp_path / "c")
     assert r["cache"] == "miss" and r["out"][1] == 2.0
