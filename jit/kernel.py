@@ -271,6 +271,10 @@ def _dispatch_key(args) -> tuple:
         else:
             dtype = getattr(a, "dtype", None)
             key.append(t if dtype is None else (t, dtype, getattr(a, "ndim", 0)))
+            base = getattr(a, "base_data", None)  # a pyopencl array: views share their buffer
+            if base is not None:
+                roots.add(getattr(base, "int_ptr", id(base)))
+                arrays += 1
     key.append(len(roots) < arrays)
     return tuple(key)
 

@@ -106,7 +106,7 @@ def spec_from_model(model, code, check_source: str) -> OpenCLSpec:
     from .lowering.hostcode import trip_count_source
     phases = []
     for p in code.phases:  # generated from isl's AST, no user text
-        counts = ", ".join(trip_count_source(f.init, f.cond, f.step) for f in p.dims)
+        counts = ", ".join(trip_count_source(f.init, f.cond, f.step) for f in reversed(p.dims))  # innermost: axis 0
         phases.append((p.kernel, f"({counts},)" if p.dims else None))
     result = None
     if model.return_value is not None:

@@ -43,7 +43,7 @@ def compile_opencl(program, signature: dict, options, trace: Trace):
     model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
     model = trace.stage("schedule", apply_hints, model, options)
     tree = trace.stage("looptree", build_loop_tree, model)
-    code = trace.stage("opencl", emit_opencl, model, tree)
+    code = trace.stage("opencl", emit_opencl, model, tree, arrays_overlap=options.sequential)
     checks = check_function_source(model)
     return model, tree, code, checks
 
