@@ -196,13 +196,14 @@ class Vectorizer:
                 f.imul(t, strides[d])
                 f.add(ptr, t)
             self.ptrs[key] = ptr
-        unroll = 4 if plan.reductions else 1
+        unroll = 8 if plan.reductions else 1  # independent accumulators hide the add latency
         accs = {iid: [self.zero() for _ in range(unroll)] for iid in plan.reductions}
         for u_count in (unroll, 1) if unroll > 1 else (1,):
             top, done = f.label("vec"), f.label("vecdone")
             last = f.gp64()
             f.mov(last, ub)
             f.sub(last, plan.lanes * u_count)
+            f.align(32)  # loop entry on a fetch-block boundary
             f.bind(top)
             f.cmp(var, last)
             f.jg(done)
@@ -230,7 +231,13 @@ class Vectorizer:
             if ins.id in plan.reductions:
                 name, addend = plan.reductions[ins.id]
                 acc = accs[ins.id]
-                f.emit(self.name("add"), acc, acc, self.vexpr(addend)) if em.vex else \
+                mul = self.product(addend) if em.model.fastmath and em.isa != "sse2" else None
+                if mul is not None:  # acc += a*b in one fused multiply-add, b straight from memory
+                    right = self.mem(mul.right) if id(mul.right) in plan.streams else self.vexpr(mul.right)
+                    f.emit(f"vfmadd231{self.s}", acc, self.vexpr(mul.left), right)
+                elif em.vex:
+                    f.emit(self.name("add"), acc, acc, self.vexpr(addend))
+                else:
                     f.emit(self.name("add"), acc, self.vexpr(addend))
             elif isinstance(assignee, E.Var):
                 temps[assignee.name] = self.vexpr(expression)
@@ -283,19 +290,21 @@ class Vectorizer:
             out = self.op(e.func, self.vexpr(b), out)
         return out
 
+    @staticmethod
+    def product(x):
+        """The multiplication `x` is (through same-type casts), or None."""
+        while isinstance(x, E.Cast):
+            x = x.operand
+        return x if isinstance(x, E.BinOp) and x.op == "mul" else None
+
     def fma(self, e: E.BinOp):
         """`x + a*b` as one fused multiply-add (one rounding): only with fastmath, from the avx2 tier up."""
         if e.op != "add" or not self.em.model.fastmath or self.em.isa == "sse2":
             return None
 
-        def product(x):
-            while isinstance(x, E.Cast):
-                x = x.operand
-            return x if isinstance(x, E.BinOp) and x.op == "mul" else None
-
-        mul, other = product(e.right), e.left
+        mul, other = self.product(e.right), e.left
         if mul is None:
-            mul, other = product(e.left), e.right
+            mul, other = self.product(e.left), e.right
         if mul is None:
             return None
         acc = self.vreg()
