@@ -231,7 +231,8 @@ class Vectorizer:
             if ins.id in plan.reductions:
                 name, addend = plan.reductions[ins.id]
                 acc = accs[ins.id]
-                mul = self.product(addend) if em.model.fastmath and em.isa != "sse2" else None
+                fusable = em.model.fastmath and em.isa != "sse2" and id(addend) not in self.values
+                mul = self.product(addend) if fusable else None
                 if mul is not None:  # acc += a*b in one fused multiply-add, b straight from memory
                     right = self.mem(mul.right) if id(mul.right) in plan.streams else self.vexpr(mul.right)
                     f.emit(f"vfmadd231{self.s}", acc, self.vexpr(mul.left), right)
@@ -302,9 +303,12 @@ class Vectorizer:
         if e.op != "add" or not self.em.model.fastmath or self.em.isa == "sse2":
             return None
 
-        mul, other = self.product(e.right), e.left
-        if mul is None:
-            mul, other = self.product(e.left), e.right
+        mul = other = None
+        for side, rest in ((e.right, e.left), (e.left, e.right)):
+            if id(side) not in self.values:  # a loop-invariant product is already one broadcast value
+                mul, other = self.product(side), rest
+                if mul is not None:
+                    break
         if mul is None:
             return None
         acc = self.vreg()

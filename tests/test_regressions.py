@@ -1,5 +1,7 @@
 """Regression tests for bugs found by the benchmark harness and the fuzzer (each names its bug)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,32 @@ def test_fastmath_contracts_and_stays_close():
         from polyjit.asm import isa_tier
         listing = k.inspect_asm(A, B, C)
         assert ("vfmadd231pd" in listing) == (isa_tier() != "sse2")
+
+
+@polyjit.kernel
+def spills_in_a_leaf(A, idx, n):
+    """fuzz (seed 1, program 16): enough live float values to spill in a function without calls."""
+    for i in range(1):
+        for j in range(0, n):
+            for k in range(2, n - 1):
+                for l in range(j + 1, n):
+                    A[idx[k], j] = (A[k - 2, k - 2] * k if l >= n - 2 or A[k % 2, n - 1] / (abs(0.0) + 1.0)
+                                    != abs(A[i][l]) or -2 < (3 if k == i else j)
+                                    else math.sqrt(abs(A[n - 1 - l, j]))) + k - l + 3
+        A[i, -1] += A[i, i] + max(A[i, i], A[i, i // 2]) - abs(-1.25 - i)
+
+
+def test_xmm_spills_in_leaf_functions_are_unaligned_safe():
+    """The allocator stored an xmm spill with vmovaps to an 8-byte-aligned slot: SIGSEGV."""
+    A = np.array([[4.35, 0.02, -0.09], [-1.64, -0.72, 1.14], [-3.39, -5.36, -2.62]], np.float32)
+    check(spills_in_a_leaf, A, np.array([0, 0, 1]), 3)
+
+
+@polyjit.kernel(fastmath=True)
+def invariant_product(B):
+    B[1:] = 1.5 * 1.5 + B[1:]
+
+
+def test_fastmath_fma_leaves_invariant_products_alone():
+    """fuzz (seed 100, program 227): fusing a loop-invariant product crashed the vectorizer."""
+    check(invariant_product, np.array([-1.6875, -2.8125, 1.75, 0.5, 3.0, 2.0, 1.0, 0.25, 9.0]), rtol=1e-15)
