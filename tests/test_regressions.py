@@ -81,3 +81,39 @@ def invariant_product(B):
 def test_fastmath_fma_leaves_invariant_products_alone():
     """fuzz (seed 100, program 227): fusing a loop-invariant product crashed the vectorizer."""
     check(invariant_product, np.array([-1.6875, -2.8125, 1.75, 0.5, 3.0, 2.0, 1.0, 0.25, 9.0]), rtol=1e-15)
+
+
+@polyjit.kernel
+def scaled_sum(x, out, a):
+    s = 0.0
+    for i in range(len(x)):
+        out[i] = a * x[i]
+        s += out[i]
+    return s
+
+
+def test_one_kernel_from_many_python_threads():
+    """Compilation is locked and every call has its own argument block: threads never see each other's data."""
+    import threading
+    rng = np.random.default_rng(3)
+    inputs = [(rng.random(1000 + 37 * t), float(t)) for t in range(8)]
+    results = [None] * len(inputs)
+    start = threading.Barrier(len(inputs))
+
+    def work(t):
+        x, a = inputs[t]
+        out = np.empty_like(x)
+        start.wait()
+        for _ in range(20):
+            s = scaled_sum(x, out, a)
+        results[t] = (out, s)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(len(inputs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for (x, a), (out, s) in zip(inputs, results):
+        expected_out = np.empty_like(x)
+        assert s == scaled_sum.py_func(x, expected_out, a)
+        np.testing.assert_array_equal(out, expected_out)
