@@ -93,8 +93,11 @@ def _filled(cell) -> bool:
 
 
 def make_key(*parts) -> str:
+    import sys
+
     from . import __version__
-    return _hash(repr((__version__, FORMAT) + parts).encode(), digest_size=32).hexdigest()
+    # entries hold marshaled Python code: the interpreter's version is part of every key
+    return _hash(repr((__version__, FORMAT, sys.version_info[:2]) + parts).encode(), digest_size=32).hexdigest()
 
 
 def _digest(data: bytes) -> bytes:
@@ -224,6 +227,12 @@ def native_tier(store: Cache) -> str:
     so that later processes need not import the assembler to find it."""
     from .asm import cpu
     if "features" not in cpu._cache:
+        boot = _boot_id()
+        if boot is not None:  # the CPU's features, found by the probe once per boot of this machine
+            features = store.load(make_key("cpu-features", boot))
+            if isinstance(features, dict) and "avx2" in features:
+                cpu._cache["features"] = features
+                return cpu.isa_tier()
         from .asm.loader import from_plain, to_plain
         key = make_key("cpuid-probe")
         payload = store.load(key)
@@ -236,5 +245,16 @@ def native_tier(store: Cache) -> str:
         if probes is None:
             probes = cpu._cpuid_function()
             store.store(key, [to_plain(p) for p in probes])
-        cpu.cpu_features(probes)
+        features = cpu.cpu_features(probes)
+        if boot is not None:
+            store.store(make_key("cpu-features", boot), features)
     return cpu.isa_tier()
+
+
+def _boot_id() -> str | None:
+    """This boot of this machine (Linux): a cache directory shared between machines keeps one per machine."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None

@@ -92,31 +92,51 @@ def spec_from_model(model, layout, trips, check_source, foreign=frozenset()) -> 
 class NativeKernel:
     """A compiled specialization: phase functions loaded in executable memory."""
 
-    def __init__(self, spec: NativeSpec, functions):
+    def __init__(self, spec: NativeSpec, functions, code_blob: bytes | None = None):
         self.spec = spec
         self.functions = functions  # loaded JitFunctions, one per phase
-        self.call = self._make_caller()
+        self.call = self._make_caller(code_blob)
 
     def listing(self) -> str:
         return "\n\n".join(fn.listing() for fn in self.functions)
 
     def payload(self) -> dict:
         """Plain data for the on-disk cache: the spec and each phase's machine code (relocations by name)."""
+        import marshal
+
         from .asm.loader import to_plain
-        return {"kind": "native", "spec": self.spec, "code": [to_plain(fn) for fn in self.functions]}
+        return {"kind": "native", "spec": self.spec, "code": [to_plain(fn) for fn in self.functions],
+                "caller": marshal.dumps(self.code)}
 
     def __call__(self, args):
         return self.call(args)
 
-    def _make_caller(self):
-        """Python source of the per-call path, specialized to this kernel's arguments."""
+    def _make_caller(self, code_blob: bytes | None = None):
+        """The per-call path: Python generated for this kernel's arguments (with the parameter checks and the
+        iteration counts of parallel phases), compiled once; `code_blob` is that code marshaled (cache)."""
+        spec = self.spec
+        ns = {"np": np, "ffi": ffi, "struct": struct, "run_parallel": run_parallel, "IndexError": IndexError,
+              "address": address, "pointer": pointer, "ValueError": ValueError, "checks": spec.checks}
+        ns.update({f"f{k}": fn.cfunc for k, fn in enumerate(self.functions)})
+        if code_blob is not None:
+            import marshal
+            code = marshal.loads(code_blob)
+        else:
+            code = compile(self._caller_source(), f"<polyjit call {spec.name}>", "exec")
+        self.code = code
+        exec(code, ns)
+        return ns["call"]
+
+    def _caller_source(self) -> str:
         spec = self.spec
         layout = spec.layout
         index = {a[0]: k for k, a in enumerate(spec.arguments)}
-        ns = {"np": np, "ffi": ffi, "struct": struct, "run_parallel": run_parallel, "IndexError": IndexError,
-              "address": address, "pointer": pointer, "ValueError": ValueError, "checks": spec.checks}
-        exec(compile(spec.check_source, f"<polyjit checks {spec.name}>", "exec"), ns)
-        lines = ["def call(args):"]
+        lines = [spec.check_source, ""]
+        names = ", ".join(p[0] for p in spec.params) or "*_"
+        for k, trip in enumerate(spec.trips):  # generated from isl's AST, no user text
+            if trip is not None:
+                lines += [f"def trip{k}({names}):", f"    return {trip}", ""]
+        lines.append("def call(args):")
         lines.append(f"    {', '.join(f'a{k}' for k in range(len(index)))}{',' if len(index) == 1 else ''} = args")
         params = [f"int(a{index[arg]})" if dim is None else f"a{index[arg]}.shape[{dim}]"
                   for _, arg, dim in spec.params]
@@ -171,13 +191,10 @@ class NativeKernel:
         pad = 3 - len(pointers)
         if pad:
             lines.append(f"    ptrs = ptrs + (ffi.NULL,) * {pad}")
-        names = ", ".join(param_names) or "*_"
-        for k, (fn, trip) in enumerate(zip(self.functions, spec.trips)):
-            ns[f"f{k}"] = fn.cfunc
+        for k, trip in enumerate(spec.trips):
             if trip is None:
                 lines.append(f"    f{k}(blk, 0, 0, *ptrs)")
             else:
-                ns[f"trip{k}"] = eval(f"lambda {names}: {trip}")  # generated from isl's AST, no user text
                 lines.append(f"    run_parallel(f{k}, blk, trip{k}({', '.join(params)}), ptrs)")
         lines.append(f"    err = blk[{layout.error}]")
         lines.append("    if err:")
@@ -189,16 +206,13 @@ class NativeKernel:
         else:
             name, dt, weak = spec.result
             slot = dict(layout.locals)[name]
-            ns["rdt"] = np.dtype(dt)
-            lines.append(f"    value = np.frombuffer(block, rdt, 1, {8 * slot})[0]")
+            lines.append(f"    value = np.frombuffer(block, '{np.dtype(dt).str}', 1, {8 * slot})[0]")
             lines.append("    return value.item()" if weak else "    return value")
-        src = "\n".join(lines)
-        self.caller_source = src
-        exec(compile(src, f"<polyjit call {spec.name}>", "exec"), ns)
-        return ns["call"]
+        self.caller_source = "\n".join(lines)
+        return self.caller_source
 
 
 def load_native(payload) -> NativeKernel:
     """A NativeKernel from a cache payload: relocate, map executable, wrap (no isl, no compiler)."""
     from .asm.loader import from_plain
-    return NativeKernel(payload["spec"], [from_plain(p) for p in payload["code"]])
+    return NativeKernel(payload["spec"], [from_plain(p) for p in payload["code"]], payload.get("caller"))
