@@ -28,11 +28,16 @@ class FFI:
     def _type(self, text):
         if isinstance(text, B.CType):
             return text
+        t = self._types.get(text)  # the hot path: a type string seen before, exactly as written
+        if t is not None:
+            return t
+        raw = text
         text = " ".join(text.replace("*", " * ").replace("(", " ( ").replace(")", " ) ")
                         .replace("[", " [ ").replace("]", " ] ").replace(",", " , ").split())
         t = self._types.get(text)
         if t is None:
             t = self._types[text] = self._parse(text)
+        self._types[raw] = t
         return t
 
     def _base(self, name: str):
