@@ -70,7 +70,8 @@ def main() -> None:
         print("numba unavailable:", e.stderr.strip().splitlines()[-1:])
     print(f"{'':18s} {'import':>10s} {'cold first call':>16s} {'cached first call':>18s}")
     for name, r in rows.items():
-        print(f"{name:18s} {r['import_ms']:8.1f}ms {r['cold_first_call_ms']:14.1f}ms {r['cached_first_call_ms']:16.1f}ms")
+        print(f"{name:18s} {r['import_ms']:8.1f}ms {r['cold_first_call_ms']:14.1f}ms "
+              f"{r['cached_first_call_ms']:16.1f}ms")
     print(json.dumps(rows))
 
 
