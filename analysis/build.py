@@ -112,6 +112,7 @@ class _Builder:
     # -- types of locals --------------------------------------------------------------------------------
     def infer_locals(self, body):
         types: dict[str, Ty] = {}
+        computed_python_float: dict[str, object] = {}  # local -> where it gets a computed Python float
         for final in (False, False, True):
             def visit(stmts, final=final):
                 for s in stmts:
@@ -133,7 +134,16 @@ class _Builder:
                             continue
                         types[name] = join(types.get(name), t, name, s.loc)
                         self.typer.env[name] = types[name]
+                        if t.weak and t.kind == "f" and not _exact_in_float32(s.value):
+                            computed_python_float.setdefault(name, s.loc)
             visit(body)
+        for name, loc in computed_python_float.items():
+            if types[name].dtype == "float32":
+                # Python holds a float64 Python float here and a float32 elsewhere: the precision of the
+                # variable would change at run time, which one static type cannot reproduce
+                raise TypingError(f"variable `{name}` holds a Python float (float64) here but float32 values "
+                                  "elsewhere: its precision would change at run time", loc,
+                                  f"make the types agree, e.g. np.float32(...) here, or use a separate variable")
         self.local_types = types
 
     # -- statements -------------------------------------------------------------------------------------
@@ -369,6 +379,16 @@ class _Builder:
 
     def model_loop(self, key):
         return next(lp for lp in self.loops if lp.key == key)
+
+
+def _exact_in_float32(e) -> bool:
+    """A literal whose value float32 holds exactly (0.0, 1.5, ...): starting a float32 sum from it is exact."""
+    while isinstance(e, E.UnOp) and e.op == "neg":
+        e = e.operand
+    if isinstance(e, E.Const) and isinstance(e.value, (int, float)):
+        import numpy as np
+        return float(np.float32(e.value)) == float(e.value)
+    return False
 
 
 def _covers(first: Instruction, users, depth: int) -> bool:

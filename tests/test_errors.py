@@ -1,5 +1,6 @@
 """Bad kernels raise clear errors at first call: file:line:col, the source line, a caret, a hint."""
 
+import math
 import numpy as np
 import pytest
 
@@ -150,3 +151,22 @@ def test_kernel_keeps_py_func_and_forms():
     k2 = polyjit.kernel(target="opencl")(two_loops)
     assert k1.py_func is two_loops and k2.py_func is two_loops
     assert k1.__name__ == "two_loops"
+
+
+def precision_changes(x, n):
+    s = 0.0
+    for k in range(n):
+        s += math.sqrt(x[k])
+    for k in range(n):
+        s += x[k]
+    return s
+
+
+def test_local_whose_precision_would_change_is_a_typing_error():
+    """fuzz: Python keeps `s` a float64 Python float through the first loop and a float32 after; one static
+    type cannot do both, so polyjit says so instead of rounding differently."""
+    k = polyjit.kernel(precision_changes)
+    with pytest.raises(polyjit.TypingError, match="precision would change") as info:
+        k(np.ones(3, np.float32), 3)
+    assert info.value.loc.line == source_line(precision_changes, "math.sqrt")[0]
+    assert k(np.ones(3), 3) == precision_changes(np.ones(3), 3)  # float64 arrays: one precision, fine
