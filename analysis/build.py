@@ -143,7 +143,7 @@ class _Builder:
                 # variable would change at run time, which one static type cannot reproduce
                 raise TypingError(f"variable `{name}` holds a Python float (float64) here but float32 values "
                                   "elsewhere: its precision would change at run time", loc,
-                                  f"make the types agree, e.g. np.float32(...) here, or use a separate variable")
+                                  "make the types agree, e.g. np.float32(...) here, or use a separate variable")
         self.local_types = types
 
     # -- statements -------------------------------------------------------------------------------------
