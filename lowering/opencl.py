@@ -184,6 +184,8 @@ class OpenCLEmitter:
             name = "floordiv" if e.op == "floordiv" else "mod"
             return f"pj_{name}_{c}({a}, {b})"
         if e.op == "pow":
+            if t.startswith("float") and _constant(e.right) == 2:  # x*x is pow(x, 2) correctly rounded; OpenCL's
+                return f"(({a}) * ({a}))"                          # pow may be an ulp off (glibc's is not)
             return f"pow({a}, {b})" if t.startswith("float") else f"pj_pow_{c}({a}, {b})"
         raise NotImplementedError(e.op)
 
@@ -338,6 +340,12 @@ class OpenCLEmitter:
         needs_fp64 = "double" in body or any(t == "float64" for t in self.types.values())
         source = self.preamble(needs_fp64) + "\n\n" + body + "\n"
         return OpenCLProgram(source, tuple(phases), self.arrays, self.scalars, self.slots, needs_fp64)
+
+
+def _constant(e):
+    while isinstance(e, E.Cast):
+        e = e.operand
+    return e.value if isinstance(e, E.Const) else None
 
 
 def _trip_form(f: For, outer: set[str]) -> bool:

@@ -117,3 +117,16 @@ def test_one_kernel_from_many_python_threads():
         expected_out = np.empty_like(x)
         assert s == scaled_sum.py_func(x, expected_out, a)
         np.testing.assert_array_equal(out, expected_out)
+
+
+@polyjit.kernel
+def square_in_place(A):
+    for i in range(A.shape[0]):
+        A[i] += A[i] ** 2
+
+
+def test_square_is_exact_on_every_target():
+    """fuzz (seed 602, program 9): OpenCL's pow(x, 2.0) was an ulp off Python's x ** 2 (glibc's pow)."""
+    x = np.array([0.7021564239441294, -23.747975758705337, 1e-3, 3.3, -0.1, 1e150], np.float64)
+    check(square_in_place, x)
+    check(polyjit.kernel(square_in_place.py_func, target="opencl"), x)
