@@ -49,9 +49,7 @@ import tempfile
 import traceback
 import warnings
 
-os.environ.setdefault("POLYJIT_CACHE", "0")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 FLOAT_DT = ("float64", "float32")
 INT_DT = ("int64", "int32")
@@ -1096,6 +1094,7 @@ def run_campaign(seed, count, target, nsched=2, jobs=1, with_tiers=True, log=pri
 
 
 def main(argv=None):
+    os.environ.setdefault("POLYJIT_CACHE", "0")  # thousands of programs: keep them out of the disk cache
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)

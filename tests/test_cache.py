@@ -51,7 +51,8 @@ def write_module(tmp_path, scale=2.0, unrelated=1):
 
 def run(tmp_path, cache_dir, **env):
     import json
-    e = {**os.environ, "POLYJIT_CACHE_DIR": str(cache_dir), "PYTHONDONTWRITEBYTECODE": "1", **env}
+    e = {**os.environ, "POLYJIT_CACHE_DIR": str(cache_dir), "PYTHONDONTWRITEBYTECODE": "1", "POLYJIT_CACHE": "1",
+         **env}
     e.pop("POLYJIT_TARGET", None)
     p = subprocess.run([sys.executable, "-c", RUN.format(path=str(tmp_path))], env=e, capture_output=True,
                        text=True, timeout=120)
@@ -113,7 +114,7 @@ def test_foreign_but_valid_entry_is_not_executed(tmp_path):
 
 def test_eight_processes_on_an_empty_cache(tmp_path):
     write_module(tmp_path)
-    e = {**os.environ, "POLYJIT_CACHE_DIR": str(tmp_path / "c")}
+    e = {**os.environ, "POLYJIT_CACHE_DIR": str(tmp_path / "c"), "POLYJIT_CACHE": "1"}
     e.pop("POLYJIT_TARGET", None)
     procs = [subprocess.Popen([sys.executable, "-c", RUN.format(path=str(tmp_path))], env=e,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]

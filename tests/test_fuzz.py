@@ -11,8 +11,6 @@ import os
 
 import pytest
 
-os.environ.setdefault("POLYJIT_CACHE", "0")
-
 _spec = importlib.util.spec_from_file_location("polyjit_fuzz", os.path.join(os.path.dirname(__file__), "fuzz.py"))
 fuzz = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz)
