@@ -101,6 +101,17 @@ def join(a: Ty | None, b: Ty, name: str, loc) -> Ty:
     return Ty(j.dtype, a.weak and b.weak)
 
 
+def _one_type(types, what: str, loc) -> None:
+    """Python's min/max and `a if c else b` return one operand *with its own type*: with two different numpy
+    types the result's type would depend on the values, which no static type reproduces."""
+    strong = {t.dtype for t in types if not t.weak}
+    if len(strong) > 1:
+        names = " and ".join(sorted(strong))
+        raise TypingError(f"{what} of {names} values: Python returns one of them with its own type, so the "
+                          "type of the result would depend on the values", loc,
+                          "convert the operands to one type first, e.g. np.float64(a)")
+
+
 class Typer:
     """Infers types of locals and annotates expressions with casts.
 
@@ -224,6 +235,7 @@ class Typer:
         cond, ct = self.annotate(e.cond)
         then, tt = self.annotate(e.then)
         other, ot = self.annotate(e.other)
+        _one_type((tt, ot), "a conditional expression", e.loc)
         t = promote(tt, ot)
         sel = E.Select(self.truth(cond, ct), self.cast(then, tt, t), self.cast(other, ot, t), e.loc)
         return E.Cast(t.dtype, sel, e.loc), t
@@ -241,6 +253,8 @@ class Typer:
             if len(args) < 2 or (family == "np" and len(args) != 2):
                 raise TypingError(f"{name} needs {'two' if family else 'at least two'} scalar arguments", e.loc,
                                   "min/max of arrays is not supported; write a reduction loop")
+            if family == "":
+                _one_type([at for _, at in args], f"`{name}`", e.loc)
             t = args[0][1]
             for _, at in args[1:]:
                 t = promote(t, at)

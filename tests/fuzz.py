@@ -665,6 +665,10 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
             return Outcome("schedule", "ScheduleError", str(e).splitlines()[0] if str(e) else "")
         return Outcome("fail", "ScheduleError without hints", _short(e))
     except (polyjit.UnsupportedError, polyjit.TypingError) as e:
+        if isinstance(e, polyjit.TypingError) and any(
+                m in str(e) for m in ("would depend on the values", "precision would change")):
+            # Python's types change with the values here; polyjit says so (a clear error, not counted)
+            return Outcome("diverge", "dynamic-type", _short(e))
         return Outcome("fail", f"rejected:{type(e).__name__}", _short(e))
     except Exception as e:  # noqa: BLE001
         if exp_exc is not None and type(e) is type(exp_exc):
@@ -1128,7 +1132,8 @@ def main(argv=None):
     for idx, cfg, cls, detail in failures:
         by_class.setdefault(cls, []).append((idx, cfg, detail))
     print(f"\nprograms {stats['programs']}, configurations {stats['configs']}: agree {stats['agree']}, "
-          f"ScheduleError {stats['schedule']}, Python-int overflow (not counted) {stats['diverge']}, "
+          f"ScheduleError {stats['schedule']}, beyond static types (Python-int overflow, value-dependent "
+          f"types; not counted) {stats['diverge']}, "
           f"failing programs {stats['fail']}")
     for cls, items in sorted(by_class.items()):
         print(f"  {cls}: {len(items)} configuration(s), programs {sorted({i for i, _, _ in items})[:20]}")

@@ -170,3 +170,26 @@ def test_local_whose_precision_would_change_is_a_typing_error():
         k(np.ones(3, np.float32), 3)
     assert info.value.loc.line == source_line(precision_changes, "math.sqrt")[0]
     assert k(np.ones(3), 3) == precision_changes(np.ones(3), 3)  # float64 arrays: one precision, fine
+
+
+def mixed_max(x32, x64, out):
+    for i in range(len(out)):
+        out[i] = max(x32[i], x64[i]) + 0.1
+
+
+def mixed_select(a, b, out):
+    for i in range(len(out)):
+        out[i] = (a[i] if i % 2 else b[i]) * 3
+
+
+def test_value_dependent_types_are_typing_errors():
+    """fuzz: Python's max / `a if c else b` return the chosen operand with its own type; with two numpy types
+    the result's type depends on the values, which one static type cannot follow."""
+    with pytest.raises(polyjit.TypingError, match="`max` of float32 and float64") as info:
+        polyjit.kernel(mixed_max)(np.ones(3, np.float32), np.ones(3), np.zeros(3))
+    assert info.value.loc.line == source_line(mixed_max, "max(")[0]
+    with pytest.raises(polyjit.TypingError, match="conditional expression of int32 and int64"):
+        polyjit.kernel(mixed_select)(np.ones(3, np.int32), np.ones(3, np.int64), np.zeros(3))
+    out = np.zeros(3)
+    polyjit.kernel(mixed_select)(np.ones(3), np.ones(3), out)  # one type: fine
+    assert out.tolist() == [3.0, 3.0, 3.0]
