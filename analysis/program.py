@@ -57,6 +57,9 @@ class Program:
     source: str  # the function's dedented source, part of the cache key
     constants: tuple[tuple[str, object], ...]  # globals/closure numbers read, with their values
 
+    def __str__(self) -> str:
+        return format_program(self)
+
 
 def format_program(p: Program) -> str:
     lines = [f"def {p.name}({', '.join(p.params)}):"]

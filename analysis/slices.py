@@ -14,7 +14,7 @@ from .affine import param_name, to_isl
 from .errors import TypingError, UnsupportedError
 from .model import LoopInfo, ParamCheck, Temporary
 from .program import Assign
-from .types import ArrayType
+from .types import INT, ArrayType
 
 
 def has_slices(s: Assign, signature: dict) -> bool:
@@ -152,7 +152,7 @@ def expand_slice_assignment(b, s: Assign, prefix, loops, cond, preds):
             key = key + (b.next_beta(key),)
             b.loops.append(LoopInfo(t, key, direction, None, s.loc.line if s.loc else 0))
         for t in tvars:
-            b.typer.env[t] = _int()
+            b.typer.env[t] = INT
         target_t, tt = b.typer.annotate(lhs)
         v, vt = b.typer.annotate(value)
         return [(target_t, b.typer.cast(v, vt, tt), key, all_loops, cond, preds, s.loc)]
@@ -164,7 +164,7 @@ def expand_slice_assignment(b, s: Assign, prefix, loops, cond, preds):
     b.signature[tmp] = sig_tmp
     b.typer.env[tmp] = sig_tmp
     for t in tvars:
-        b.typer.env[t] = _int()
+        b.typer.env[t] = INT
     steps = []
     tmp_index = E.Index(tmp, tuple(E.Var(t) for t in tvars), target.loc)
     for assignee, rhs in ((tmp_index, value), (lhs, tmp_index)):
@@ -176,11 +176,6 @@ def expand_slice_assignment(b, s: Assign, prefix, loops, cond, preds):
         v, vt = b.typer.annotate(rhs)
         steps.append((at, b.typer.cast(v, vt, att), key, all_loops, cond, preds, s.loc))
     return steps
-
-
-def _int():
-    from .types import INT
-    return INT
 
 
 def _direction(b, space, lhs, reads, tvars, constraints, names, cond) -> int:

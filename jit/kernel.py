@@ -158,9 +158,9 @@ class Kernel:
         self.stats["cache"] = "miss"
         return compiled
 
-    def _compile(self, signature, sequential=False, foreign=frozenset()):
+    def _compile(self, signature, sequential=False, foreign=frozenset(), target=None):
         from .pipeline import Trace, compile_opencl
-        target = self.target
+        target = target or self.target
         program = self.program()
         trace = Trace()
         options = self.options
@@ -238,15 +238,10 @@ class Kernel:
         """The assembly listing (allocated and encoded) of the native specialization for these arguments."""
         from .asm import isa_tier
         args = self._bind(args, kwargs)
-        compiled = self._compile(self.signature(args), sequential=_dispatch_key(args)[-1]) \
-            if self.target != "native" else self.specialize(*args)
-        if not hasattr(compiled, "listing"):
-            from dataclasses import replace
-            saved, self.options = self.options, replace(self.options, target="native")
-            try:
-                compiled = self._compile(self.signature(args), sequential=_dispatch_key(args)[-1])
-            finally:
-                self.options = saved
+        if self.target == "native":
+            compiled = self.specialize(*args)
+        else:  # this kernel runs on OpenCL: compile the native specialization just for the listing
+            compiled = self._compile(self.signature(args), sequential=_dispatch_key(args)[-1], target="native")
         return f"; isa={isa_tier()}\n" + compiled.listing()
 
     def __repr__(self) -> str:

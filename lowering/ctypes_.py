@@ -6,4 +6,3 @@ C_TYPES = {
     "float32": "float", "float64": "double",
 }
 UNSIGNED = {"int8": "uchar", "int16": "ushort", "int32": "uint", "int64": "ulong"}
-INT_MIN = {"int8": "CHAR_MIN", "int16": "SHRT_MIN", "int32": "INT_MIN", "int64": "LONG_MIN"}

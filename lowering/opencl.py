@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..analysis import expr as E
 from ..analysis.model import KernelModel
-from .ctypes_ import C_TYPES, INT_MIN, UNSIGNED
+from .ctypes_ import C_TYPES, UNSIGNED
 from .looptree import For, If, LoopTree, Run
 from .typeof import type_of
 
@@ -321,7 +321,7 @@ class OpenCLEmitter:
         floats = ["float32"] + (["float64"] if needs_fp64 else [])
         for t in ints:
             template = _HELPERS_INT if t in UNSIGNED else _HELPERS_UINT
-            parts.append(template.format(T=C_TYPES[t], U=UNSIGNED.get(t, C_TYPES[t]), MIN=INT_MIN.get(t, "0")))
+            parts.append(template.format(T=C_TYPES[t], U=UNSIGNED.get(t, C_TYPES[t])))
         for t in floats:
             parts.append(_HELPERS_FLOAT.format(T=C_TYPES[t]))
         for t in ints + floats:
