@@ -1,6 +1,6 @@
 """The on-disk cache of compiled kernels: one file per specialization, written atomically, checksummed.
 
-An entry is `MAGIC + sha256(payload) + payload` where the payload is a pickle of plain data (machine code,
+An entry is `MAGIC + sha512(payload)[:32] + payload` where the payload is a pickle of plain data (machine code,
 relocations and the per-call spec for native kernels; program binaries per device for OpenCL). The key
 hashes polyjit's version, the function's code (bytecode, constants, names: comments and blank lines do not
 matter), the values of the globals and closure variables it reads, the options, the argument signature and
@@ -17,13 +17,18 @@ import pickle
 import types
 import warnings
 
-try:  # blake2 without OpenSSL: importing hashlib loads libcrypto, a few ms on the cached path
-    from _blake2 import blake2b as _hash
-except ImportError:  # pragma: no cover
-    from hashlib import blake2b as _hash
+# SHA-512 from the module `random` has already loaded (numpy imports it): hashlib would load libcrypto and
+# _blake2 another extension module, each a fraction of the two milliseconds of the cached path.
+try:
+    from _sha2 import sha512 as _hash  # Python >= 3.12
+except ImportError:  # pragma: no cover - depends on the Python version
+    try:
+        from _sha512 import sha512 as _hash
+    except ImportError:
+        from hashlib import sha512 as _hash
 
-MAGIC = b"PJC\x02"
-FORMAT = 1
+MAGIC = b"PJC\x03"
+FORMAT = 2
 DEFAULT_SIZE = 256 * 2**20
 _warned: set[str] = set()
 
@@ -97,11 +102,11 @@ def make_key(*parts) -> str:
 
     from . import __version__
     # entries hold marshaled Python code: the interpreter's version is part of every key
-    return _hash(repr((__version__, FORMAT, sys.version_info[:2]) + parts).encode(), digest_size=32).hexdigest()
+    return _hash(repr((__version__, FORMAT, sys.version_info[:2]) + parts).encode()).hexdigest()[:64]
 
 
 def _digest(data: bytes) -> bytes:
-    return _hash(data, digest_size=32).digest()
+    return _hash(data).digest()[:32]
 
 
 class Cache:
@@ -222,17 +227,22 @@ class Cache:
         return n
 
 
+_known_features: dict = {}
+
+
 def native_tier(store: Cache) -> str:
-    """The ISA tier, probing the CPU with CPUID code built by polyjit.asm once and then kept in the cache,
-    so that later processes need not import the assembler to find it."""
+    """The ISA tier for `POLYJIT_ISA` as set now. The CPU is probed once (CPUID code built by polyjit.asm, kept
+    in the cache) and the tier kept per boot of this machine, so that a cache hit imports no assembler."""
+    boot = _boot_id()
+    cap = os.environ.get("POLYJIT_ISA", "")
+    if boot is not None:
+        known = store.load(make_key("isa-tier", boot, cap))
+        if isinstance(known, tuple) and len(known) == 2 and isinstance(known[1], dict):
+            _known_features.update(known[1])
+            return known[0]
     from .asm import cpu
+    prime_cpu_features()
     if "features" not in cpu._cache:
-        boot = _boot_id()
-        if boot is not None:  # the CPU's features, found by the probe once per boot of this machine
-            features = store.load(make_key("cpu-features", boot))
-            if isinstance(features, dict) and "avx2" in features:
-                cpu._cache["features"] = features
-                return cpu.isa_tier()
         from .asm.loader import from_plain, to_plain
         key = make_key("cpuid-probe")
         payload = store.load(key)
@@ -245,10 +255,18 @@ def native_tier(store: Cache) -> str:
         if probes is None:
             probes = cpu._cpuid_function()
             store.store(key, [to_plain(p) for p in probes])
-        features = cpu.cpu_features(probes)
-        if boot is not None:
-            store.store(make_key("cpu-features", boot), features)
-    return cpu.isa_tier()
+        cpu.cpu_features(probes)
+    tier = cpu.isa_tier()  # raises for a bad POLYJIT_ISA before anything is stored
+    if boot is not None:
+        store.store(make_key("isa-tier", boot, cap), (tier, dict(cpu._cache["features"])))
+    return tier
+
+
+def prime_cpu_features() -> None:
+    """Hand the features a cached tier came with to polyjit.asm, which then need not probe the CPU again."""
+    if _known_features:
+        from .asm import cpu
+        cpu._cache.setdefault("features", dict(_known_features))
 
 
 def _boot_id() -> str | None:

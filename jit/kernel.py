@@ -184,9 +184,11 @@ class Kernel:
         import time
 
         from .asm import allocate, encode, isa_tier, load
+        from .cache import prime_cpu_features
         from .lowering.hostcode import trip_count_source
         from .native_runtime import NativeKernel, spec_from_model
         from .pipeline import compile_native
+        prime_cpu_features()
         isa = isa_tier()
         model, tree, phases, layout, checks = compile_native(program, signature, options, trace, isa)
         t0 = time.perf_counter()

@@ -13,7 +13,6 @@ import threading
 import numpy as np
 
 from .asm.loader import ffi
-from .lowering.layout import PlainRecord
 
 _pool_lock = threading.Lock()
 _pool: dict = {}
@@ -62,21 +61,8 @@ def pointer(x):
 _FORMAT = {"float64": "d", "float32": "f4x", "uint64": "Q"}
 
 
-class NativeSpec(PlainRecord):
-    """What the per-call path needs, as plain data: picklable for the cache, loadable without isl.
-
-    arguments: (name, "array" | "scalar", dtype); params: (name, argument name, dim or None for an integer
-    argument); checks: (exception name, message); temporaries: (name, dtype, shape as parameter names);
-    result: (slot name, dtype, weak) or None; trips: per phase, the Python source of a parallel phase's
-    iteration count, or None; foreign: arrays in non-native byte order, staged through native copies.
-    """
-
-    __slots__ = ("name", "arguments", "params", "checks", "check_source", "written", "temporaries", "result",
-                 "layout", "trips", "foreign")
-    default_foreign = frozenset()
-
-
-def spec_from_model(model, layout, trips, check_source, foreign=frozenset()) -> NativeSpec:
+def spec_from_model(model, layout, trips, check_source, foreign=frozenset()):
+    from .lowering.layout import NativeSpec
     params = tuple((p.name, p.source.name, None) if hasattr(p.source, "name") else
                    (p.name, p.source.array, p.source.dim) for p in model.params)
     result = None
@@ -90,12 +76,24 @@ def spec_from_model(model, layout, trips, check_source, foreign=frozenset()) -> 
 
 
 class NativeKernel:
-    """A compiled specialization: phase functions loaded in executable memory."""
+    """A compiled specialization: phase functions loaded in executable memory.
 
-    def __init__(self, spec: NativeSpec, functions, code_blob: bytes | None = None):
-        self.spec = spec
+    From the cache, `spec` arrives pickled and is unpickled only when asked for: the per-call path needs
+    just the checks' messages, and unpickling the spec would import polyjit.lowering on the cached path.
+    """
+
+    def __init__(self, spec, functions, code_blob: bytes | None = None, checks=None):
+        self._spec = spec
+        self.checks = spec.checks if checks is None else checks
         self.functions = functions  # loaded JitFunctions, one per phase
         self.call = self._make_caller(code_blob)
+
+    @property
+    def spec(self):
+        if isinstance(self._spec, bytes):
+            import pickle
+            self._spec = pickle.loads(self._spec)
+        return self._spec
 
     def listing(self) -> str:
         return "\n\n".join(fn.listing() for fn in self.functions)
@@ -103,9 +101,11 @@ class NativeKernel:
     def payload(self) -> dict:
         """Plain data for the on-disk cache: the spec and each phase's machine code (relocations by name)."""
         import marshal
+        import pickle
 
         from .asm.loader import to_plain
-        return {"kind": "native", "spec": self.spec, "code": [to_plain(fn) for fn in self.functions],
+        return {"kind": "native", "spec": pickle.dumps(self.spec, protocol=pickle.HIGHEST_PROTOCOL),
+                "checks": self.checks, "code": [to_plain(fn) for fn in self.functions],
                 "caller": marshal.dumps(self.code)}
 
     def __call__(self, args):
@@ -114,15 +114,14 @@ class NativeKernel:
     def _make_caller(self, code_blob: bytes | None = None):
         """The per-call path: Python generated for this kernel's arguments (with the parameter checks and the
         iteration counts of parallel phases), compiled once; `code_blob` is that code marshaled (cache)."""
-        spec = self.spec
         ns = {"np": np, "ffi": ffi, "struct": struct, "run_parallel": run_parallel, "IndexError": IndexError,
-              "address": address, "pointer": pointer, "ValueError": ValueError, "checks": spec.checks}
+              "address": address, "pointer": pointer, "ValueError": ValueError, "checks": self.checks}
         ns.update({f"f{k}": fn.cfunc for k, fn in enumerate(self.functions)})
         if code_blob is not None:
             import marshal
             code = marshal.loads(code_blob)
         else:
-            code = compile(self._caller_source(), f"<polyjit call {spec.name}>", "exec")
+            code = compile(self._caller_source(), f"<polyjit call {self.spec.name}>", "exec")
         self.code = code
         exec(code, ns)
         return ns["call"]
@@ -215,4 +214,5 @@ class NativeKernel:
 def load_native(payload) -> NativeKernel:
     """A NativeKernel from a cache payload: relocate, map executable, wrap (no isl, no compiler)."""
     from .asm.loader import from_plain
-    return NativeKernel(payload["spec"], [from_plain(p) for p in payload["code"]], payload.get("caller"))
+    return NativeKernel(payload["spec"], [from_plain(p) for p in payload["code"]], payload["caller"],
+                        payload["checks"])

@@ -74,3 +74,15 @@ def block_layout(model) -> BlockLayout:
     return BlockLayout(tuple(arrays), tuple(scalars), tuple(local), slot, slot + 1, min(POINTER_ARGS, nargs))
 
 
+class NativeSpec(PlainRecord):
+    """What the per-call path needs, as plain data: picklable for the cache, loadable without isl.
+
+    arguments: (name, "array" | "scalar", dtype); params: (name, argument name, dim or None for an integer
+    argument); checks: (exception name, message); temporaries: (name, dtype, shape as parameter names);
+    result: (slot name, dtype, weak) or None; trips: per phase, the Python source of a parallel phase's
+    iteration count, or None; foreign: arrays in non-native byte order, staged through native copies.
+    """
+
+    __slots__ = ("name", "arguments", "params", "checks", "check_source", "written", "temporaries", "result",
+                 "layout", "trips", "foreign")
+    default_foreign = frozenset()

@@ -35,13 +35,17 @@ x = np.arange(5.0)
 out = np.zeros(5)
 mod.scale(x, out)
 print(json.dumps({{"out": out.tolist(), "cache": mod.scale.stats.get("cache"),
-                   "islpy": "islpy" in sys.modules, "pyopencl": "pyopencl" in sys.modules}}))
+                   "islpy": "islpy" in sys.modules, "pyopencl": "pyopencl" in sys.modules,
+                   "compiler": sorted(m for m in sys.modules if m.startswith(("polyjit.lowering", "polyjit.analysis."))
+                                      and m != "polyjit.analysis.errors" or m in ("polyjit.asm.encoder",
+                                                                                  "polyjit.asm.cpu"))}}))
 '''
 
 
 def kernel_entries(d):
     """Cache entries of kernels (the CPUID probe and the CPU features it found have entries of their own)."""
-    own = {cache.make_key("cpuid-probe"), cache.make_key("cpu-features", cache._boot_id())}
+    own = {cache.make_key("cpuid-probe"),
+           cache.make_key("isa-tier", cache._boot_id(), os.environ.get("POLYJIT_ISA", ""))}
     return [p for p in d.glob("*.pjc") if p.stem not in own]
 
 
@@ -67,6 +71,7 @@ def test_hit_across_processes_without_islpy_or_pyopencl(tmp_path):
     assert first["cache"] == "miss" and second["cache"] == "hit"
     assert first["out"] == second["out"] == [0.0, 2.0, 4.0, 6.0, 8.0]
     assert not second["islpy"] and not second["pyopencl"]
+    assert second["compiler"] == []  # a hit loads machine code: no compiler module, no CPU probe
     assert oct(os.stat(tmp_path / "c").st_mode & 0o777) == "0o700"
 
 
