@@ -80,6 +80,9 @@ class Kernel:
         functools.update_wrapper(self, fn)
         self._names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
         self._nargs = len(self._names)
+        # a class of its own, whose __call__ can become a specialization's machine-code entry (a builtin,
+        # so no Python frame per call); the entry sends every call it does not take back to `_call`
+        self.__class__ = type(type(self).__name__, (type(self),), {"__module__": __name__})
 
     @property
     def target(self) -> str:
@@ -131,7 +134,7 @@ class Kernel:
         """From the on-disk cache when an entry exists (native target), else compiled and stored there."""
         from . import cache
         if not cache.enabled(self.options.cache) or self.options.schedule is not None:
-            return self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
+            return self._compile(self.signature(args), sequential=key[-1], foreign=foreign, key=key)
         store = cache.Cache()
         if self.target == "native":
             where = ("native", cache.native_tier(store))
@@ -153,12 +156,12 @@ class Kernel:
                 return compiled
             except Exception as e:  # noqa: BLE001 - a stale or foreign entry: compile instead
                 cache._warn("bad-entry", f"entry {entry} could not be loaded ({e}); recompiling")
-        compiled = self._compile(self.signature(args), sequential=key[-1], foreign=foreign)
+        compiled = self._compile(self.signature(args), sequential=key[-1], foreign=foreign, key=key)
         store.store(entry, compiled.payload())
         self.stats["cache"] = "miss"
         return compiled
 
-    def _compile(self, signature, sequential=False, foreign=frozenset(), target=None):
+    def _compile(self, signature, sequential=False, foreign=frozenset(), target=None, key=None):
         from .pipeline import Trace, compile_opencl
         target = target or self.target
         program = self.program()
@@ -168,7 +171,7 @@ class Kernel:
             options = Options(options.target, options.cache, options.fastmath, sequential=True)
         import time
         if target == "native":
-            return self._compile_native(program, signature, options, trace, foreign)
+            return self._compile_native(program, signature, options, trace, foreign, key)
         model, tree, code, checks = compile_opencl(program, signature, options, trace)
 
         from .opencl_runtime import OpenCLKernel, spec_from_model
@@ -180,36 +183,46 @@ class Kernel:
         self.stats = {**self.stats, **trace.times}
         return compiled
 
-    def _compile_native(self, program, signature, options, trace, foreign=frozenset()):
+    def _compile_native(self, program, signature, options, trace, foreign=frozenset(), key=None):
         import time
 
         from .asm import allocate, encode, isa_tier, load
         from .cache import prime_cpu_features
         from .lowering.hostcode import trip_count_source
-        from .native_runtime import NativeKernel, spec_from_model
+        from .native_runtime import NativeKernel, make_entry, spec_from_model
         from .pipeline import compile_native
         prime_cpu_features()
         isa = isa_tier()
         model, tree, phases, layout, checks = compile_native(program, signature, options, trace, isa)
         t0 = time.perf_counter()
         functions = [load(encode(allocate(ph.function.program())), ph.function.c_signature()) for ph in phases]
-        trace.times["assemble+load"] = time.perf_counter() - t0
         trips = [trip_count_source(ph.loop.init, ph.loop.cond, ph.loop.step) if ph.parallel else None
                  for ph in phases]
         spec = spec_from_model(model, layout, trips, checks, foreign)
-        compiled = NativeKernel(spec, functions)
+        entry = None if key is None else make_entry(spec, key, functions)
+        trace.times["assemble+load"] = time.perf_counter() - t0
+        compiled = NativeKernel(spec, functions, entry=entry)
         compiled.trace, compiled.tree, compiled.isa = trace, tree, isa
         self.stats = {**self.stats, **trace.times}
         return compiled
 
     # -- calling -----------------------------------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
+    def _call(self, *args, **kwargs):
         if kwargs or len(args) != self._nargs:
             args = self._bind(args, kwargs)
         compiled = self._dispatch.get(_dispatch_key(args))
         if compiled is None:
             compiled = self.specialize(*args)
+        entry = getattr(compiled, "entry", None)
+        if entry is not None and type(self).__dict__.get("__call__") is not entry.builtin:
+            if entry.slow is None:
+                entry.bind(self._call)
+            cls = type(self)
+            cls._entry = entry  # keeps the machine code mapped while the class calls into it
+            cls.__call__ = entry.builtin  # later calls with this signature start in machine code
         return compiled(args)
+
+    __call__ = _call
 
     # -- inspection --------------------------------------------------------------------------------------
     def inspect_model(self, *args, **kwargs) -> str:

@@ -50,6 +50,88 @@ def run_parallel(cfunc, block, n, pointers):
         fut.result()
 
 
+_CAPI: dict = {}
+
+
+def _capi() -> dict:
+    """Addresses of the C API functions and objects the machine-code entry uses (ctypes: numpy loaded it)."""
+    if not _CAPI:
+        import ctypes
+        api = ctypes.pythonapi
+        fn = {"call": "PyObject_Call", "incref": "Py_IncRef", "aslong": "PyLong_AsLongLong",
+              "errclear": "PyErr_Clear", "setstr": "PyErr_SetString", "fromdouble": "PyFloat_FromDouble",
+              "fromlong": "PyLong_FromLongLong", "callobj": "PyObject_CallFunctionObjArgs", "decref": "Py_DecRef"}
+        _CAPI.update({k: ctypes.cast(getattr(api, name), ctypes.c_void_p).value for k, name in fn.items()})
+        _CAPI.update({"none": id(None), "array_type": id(np.ndarray), "indexerr": id(IndexError),
+                      "par_limit": 2 * MIN_CHUNK})
+        new = api.PyCFunction_NewEx
+        new.restype, new.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p)
+
+        class MethodDef(ctypes.Structure):
+            _fields_ = [("name", ctypes.c_char_p), ("meth", ctypes.c_void_p), ("flags", ctypes.c_int),
+                        ("doc", ctypes.c_char_p)]
+        _CAPI["new"], _CAPI["MethodDef"], _CAPI["ctypes"] = new, MethodDef, ctypes
+    return _CAPI
+
+
+class Entry:
+    """The machine-code entry point of a specialization (lowering/entry.py) as a CPython builtin.
+
+    Its data array holds the C API addresses, the expected argument types, the phases' addresses, the check
+    messages, the memo of the parameters the Python path checked last, and the argument block. `remember`
+    (called by the Python path after a successful call) fills the memo; until then every call goes there.
+    """
+
+    METH_VARARGS_KEYWORDS = 3
+
+    def __init__(self, function, slots, kinds, functions, checks, result):
+        api = _capi()
+        self.function, self.slots, self.kinds = function, {n: k for k, n in enumerate(slots)}, kinds
+        self.functions = functions  # the phases the data array points at stay mapped while the entry lives
+        self.data = np.zeros(len(slots), np.int64)
+        self.keep = []  # objects whose addresses the data array holds
+        for name in ("call", "incref", "none", "array_type", "aslong", "errclear", "setstr", "indexerr",
+                     "fromdouble", "fromlong", "callobj", "decref", "par_limit"):
+            self.data[self.slots[name]] = api[name]
+        for k, kind in enumerate(kinds):
+            if kind[0] in ("pyfloat", "pyint"):
+                obj = float if kind[0] == "pyfloat" else int
+            else:
+                obj = np.dtype(kind[1]) if kind[0] == "array" else np.dtype(kind[1]).type
+            self.keep.append(obj)
+            self.data[self.slots[f"type{k}"]] = id(obj)
+        for p, fn in enumerate(functions):
+            self.data[self.slots[f"phase{p}"]] = fn.address
+        self.messages = [api["ctypes"].create_string_buffer(m.encode()) for _, m in checks]
+        for c, m in enumerate(self.messages):
+            self.data[self.slots[f"msg{c}"]] = api["ctypes"].addressof(m)
+        if result is not None and not result[2]:
+            rtype = np.dtype(result[1]).type
+            self.keep.append(rtype)
+            self.data[self.slots["result_type"]] = id(rtype)
+        self.memo = [self.slots[f"memo{j}"] for j in range(sum(1 for n in slots if n.startswith("memo")))]
+        self.trips = [self.slots[f"trip{p}"] for p in range(len(functions))]
+        self.method = api["MethodDef"](b"polyjit_entry", function.address, self.METH_VARARGS_KEYWORDS, None)
+        self.builtin = api["new"](api["ctypes"].addressof(self.method), self.data, None)
+        self.slow = None
+
+    def bind(self, slow) -> None:
+        """Where calls the entry does not take go: the kernel's Python call path."""
+        self.slow = slow
+        self.data[self.slots["slow"]] = id(slow)
+
+    def remember(self, params, trips) -> None:
+        if self.slow is None:
+            return
+        data = self.data
+        data[self.slots["valid"]] = 0
+        for slot, v in zip(self.memo, params):
+            data[slot] = v
+        for slot, n in zip(self.trips, trips):
+            data[slot] = n
+        data[self.slots["valid"]] = 1
+
+
 def address(x) -> int:
     return x.__array_interface__["data"][0]
 
@@ -82,10 +164,11 @@ class NativeKernel:
     just the checks' messages, and unpickling the spec would import polyjit.lowering on the cached path.
     """
 
-    def __init__(self, spec, functions, code_blob: bytes | None = None, checks=None):
+    def __init__(self, spec, functions, code_blob: bytes | None = None, checks=None, entry=None):
         self._spec = spec
         self.checks = spec.checks if checks is None else checks
         self.functions = functions  # loaded JitFunctions, one per phase
+        self.entry = entry  # the machine-code entry (Entry) or None
         self.call = self._make_caller(code_blob)
 
     @property
@@ -104,9 +187,11 @@ class NativeKernel:
         import pickle
 
         from .asm.loader import to_plain
+        entry = self.entry
         return {"kind": "native", "spec": pickle.dumps(self.spec, protocol=pickle.HIGHEST_PROTOCOL),
                 "checks": self.checks, "code": [to_plain(fn) for fn in self.functions],
-                "caller": marshal.dumps(self.code)}
+                "caller": marshal.dumps(self.code), "result": self.spec.result,
+                "entry": None if entry is None else (to_plain(entry.function), tuple(entry.slots), entry.kinds)}
 
     def __call__(self, args):
         return self.call(args)
@@ -115,7 +200,8 @@ class NativeKernel:
         """The per-call path: Python generated for this kernel's arguments (with the parameter checks and the
         iteration counts of parallel phases), compiled once; `code_blob` is that code marshaled (cache)."""
         ns = {"np": np, "ffi": ffi, "struct": struct, "run_parallel": run_parallel, "IndexError": IndexError,
-              "address": address, "pointer": pointer, "ValueError": ValueError, "checks": self.checks}
+              "address": address, "pointer": pointer, "ValueError": ValueError, "checks": self.checks,
+              "remember": None if self.entry is None else self.entry.remember}
         ns.update({f"f{k}": fn.cfunc for k, fn in enumerate(self.functions)})
         if code_blob is not None:
             import marshal
@@ -194,10 +280,14 @@ class NativeKernel:
             if trip is None:
                 lines.append(f"    f{k}(blk, 0, 0, *ptrs)")
             else:
-                lines.append(f"    run_parallel(f{k}, blk, trip{k}({', '.join(params)}), ptrs)")
+                lines.append(f"    n{k} = trip{k}({', '.join(params)})")
+                lines.append(f"    run_parallel(f{k}, blk, n{k}, ptrs)")
         lines.append(f"    err = blk[{layout.error}]")
         lines.append("    if err:")
         lines.append("        raise IndexError(checks[err - 1][1])")
+        lines.append("    if remember is not None:  # the machine-code entry may take calls with these sizes now")
+        trips = ", ".join("0" if t is None else f"n{k}" for k, t in enumerate(spec.trips))
+        lines.append(f"        remember(({', '.join(params)}{',' if len(params) == 1 else ''}), ({trips},))")
         for x in copy_back:
             lines.append(f"    {x}_orig[...] = {x}")
         if spec.result is None:
@@ -214,5 +304,22 @@ class NativeKernel:
 def load_native(payload) -> NativeKernel:
     """A NativeKernel from a cache payload: relocate, map executable, wrap (no isl, no compiler)."""
     from .asm.loader import from_plain
-    return NativeKernel(payload["spec"], [from_plain(p) for p in payload["code"]], payload["caller"],
-                        payload["checks"])
+    functions = [from_plain(p) for p in payload["code"]]
+    entry = payload["entry"]
+    if entry is not None:
+        code, slots, kinds = entry
+        entry = Entry(from_plain(code), slots, kinds, functions, payload["checks"], payload["result"])
+    return NativeKernel(payload["spec"], functions, payload["caller"], payload["checks"], entry)
+
+
+def make_entry(spec, key, functions):
+    """The machine-code entry for a freshly compiled specialization (None where it does not apply)."""
+    from .asm import allocate, encode, load
+    from .lowering.entry import build_entry, entry_kinds
+    kinds = entry_kinds(key)
+    built = build_entry(spec, kinds, len(functions))
+    if built is None:
+        return None
+    f, slots = built
+    return Entry(load(encode(allocate(f.program())), f.c_signature()), slots, kinds, functions, spec.checks,
+                 spec.result)
