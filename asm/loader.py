@@ -1,5 +1,7 @@
-"""Executable memory through cffi (ABI mode): map RW, copy, mprotect to R+X -- never W and X at once.
+"""Executable memory: map RW, copy, mprotect to R+X -- never W and X at once.
 
+Mapping goes through ctypes (numpy has loaded it already, so loading cached code costs no import); calls
+from Python go through cffi, imported on first use (``JitFunction.cfunc``): its calls are the cheaper.
 Hosts that forbid anonymous executable mappings get a fallback: a ``memfd`` mapped twice, once RW
 (written, then unmapped) and once R+X.  The mapping is owned by the returned ``JitFunction`` and
 unmapped when it is garbage-collected (``weakref.finalize``); cffi function pointers keep nothing
@@ -8,32 +10,61 @@ alive, so keep the ``JitFunction``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import weakref
 from typing import TYPE_CHECKING
 
-from .cbackend import FFI
+try:
+    from _ctypes import dlopen as _dlopen
+    from _ctypes import dlsym as _dlsym
+except ImportError:  # pragma: no cover - not POSIX
+    _dlopen = _dlsym = None
 
 if TYPE_CHECKING:
     from .assembler import MachineCode
 
-ffi = FFI()
-libc = ffi.dlopen(None, {
-    "mmap": "void *(*)(void *, size_t, int, int, int, long)",
-    "mprotect": "int(*)(void *, size_t, int)",
-    "munmap": "int(*)(void *, size_t)",
-})
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _libc_function(name, restype, *argtypes):
+    fn = getattr(_libc, name)
+    fn.restype, fn.argtypes = restype, argtypes
+    return fn
+
+
+_mmap = _libc_function("mmap", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long)
+_mprotect = _libc_function("mprotect", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_munmap = _libc_function("munmap", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MAP_FAILED = 2**64 - 1
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _LIBRARIES = {}
+_ffi = []
+
+
+def __getattr__(name: str):
+    if name == "ffi":  # cffi's backend, loaded when Python first calls machine code through it
+        if not _ffi:
+            from .cbackend import FFI
+            _ffi.append(FFI())
+        return _ffi[0]
+    raise AttributeError(name)
+
+
+def _mapped(ptr) -> int:
+    if ptr is None or ptr == MAP_FAILED:
+        raise OSError(ctypes.get_errno(), "mmap failed")
+    return ptr
 
 
 def _open(name: str | None):
     if name not in _LIBRARIES:
         try:
-            _LIBRARIES[name] = ffi.dlopen(name)
+            _LIBRARIES[name] = _dlopen(name, os.RTLD_NOW) if _dlopen is not None else ctypes.CDLL(name)._handle
         except OSError:
             _LIBRARIES[name] = None
     return _LIBRARIES[name]
@@ -43,7 +74,7 @@ _SYMBOLS: dict = {}
 
 
 def symbol_address(symbol: str) -> int | None:
-    """Address of a C function in libm, libmvec or libc (dlopen/dlsym through cffi's backend), cached."""
+    """Address of a C function in libm, libmvec or libc (dlopen/dlsym), cached."""
     if symbol.startswith("0x"):
         return int(symbol, 16)
     if symbol not in _SYMBOLS:
@@ -54,7 +85,13 @@ def symbol_address(symbol: str) -> int | None:
 def _lookup(symbol: str) -> int | None:
     for lib in ("libm.so.6", "libmvec.so.1", None):
         handle = _open(lib)
-        address = handle.address(symbol) if handle is not None else None
+        if handle is None:
+            continue
+        try:
+            address = _dlsym(handle, symbol) if _dlsym is not None else \
+                ctypes.cast(getattr(ctypes.CDLL(lib), symbol), ctypes.c_void_p).value
+        except (AttributeError, OSError):
+            address = None
         if address:
             return address
     return None
@@ -68,33 +105,26 @@ class ExecutableMemory:
         self.size = size
         self.method = "memfd" if use_memfd else "mprotect"
         if not use_memfd:
-            ptr = libc.mmap(ffi.NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            if int(ffi.cast("uintptr_t", ptr)) == MAP_FAILED:
-                raise OSError(ffi.errno, "mmap failed")
-            ffi.memmove(ptr, code, len(code))
-            if libc.mprotect(ptr, size, PROT_READ | PROT_EXEC) != 0:
-                libc.munmap(ptr, size)
+            ptr = _mapped(_mmap(None, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+            ctypes.memmove(ptr, code, len(code))
+            if _mprotect(ptr, size, PROT_READ | PROT_EXEC) != 0:
+                _munmap(ptr, size)
                 self.method = "memfd"
                 ptr = self._memfd(code, size)
         else:
             ptr = self._memfd(code, size)
-        self.address = int(ffi.cast("uintptr_t", ptr))
-        self._finalizer = weakref.finalize(self, libc.munmap, ptr, size)
+        self.address = ptr
+        self._finalizer = weakref.finalize(self, _munmap, ptr, size)
 
     @staticmethod
     def _memfd(code: bytes, size: int):
         fd = os.memfd_create("polyjit-code", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
-            rw = libc.mmap(ffi.NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-            if int(ffi.cast("uintptr_t", rw)) == MAP_FAILED:
-                raise OSError(ffi.errno, "mmap (RW view) failed")
-            ffi.memmove(rw, code, len(code))
-            libc.munmap(rw, size)
-            rx = libc.mmap(ffi.NULL, size, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0)
-            if int(ffi.cast("uintptr_t", rx)) == MAP_FAILED:
-                raise OSError(ffi.errno, "mmap (RX view) failed")
-            return rx
+            rw = _mapped(_mmap(None, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
+            ctypes.memmove(rw, code, len(code))
+            _munmap(rw, size)
+            return _mapped(_mmap(None, size, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0))
         finally:
             os.close(fd)
 
@@ -110,19 +140,30 @@ class JitFunction:
         self.signature = signature
         self.memory = memory
         self.address = memory.address
-        self.cfunc = ffi.cast(signature, memory.address)
-        ftype = ffi.typeof(self.cfunc)
-        self._pointer_args = tuple(i for i, a in enumerate(ftype.args) if a.kind in ("pointer", "array"))
-        self._arg_types = ftype.args
+        self._cfunc = None
+
+    @property
+    def cfunc(self):
+        """A cffi function pointer (cffi imported on first use)."""
+        if self._cfunc is None:
+            from .loader import ffi
+            cfunc = ffi.cast(self.signature, self.address)
+            ftype = ffi.typeof(cfunc)
+            self._pointer_args = tuple(i for i, a in enumerate(ftype.args) if a.kind in ("pointer", "array"))
+            self._arg_types = ftype.args
+            self._cfunc = cfunc
+        return self._cfunc
 
     def __call__(self, *args):
+        cfunc = self.cfunc
         if self._pointer_args:
+            from .loader import ffi
             args = list(args)
             for i in self._pointer_args:
                 a = args[i]
                 if not isinstance(a, ffi.CData) and a is not None:
                     args[i] = ffi.from_buffer(self._arg_types[i], a, require_writable=False)
-        return self.cfunc(*args)
+        return cfunc(*args)
 
     def listing(self) -> str:
         return f"; loaded at {self.address:#x} ({self.memory.method}) as {self.signature}\n" + \

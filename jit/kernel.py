@@ -141,7 +141,7 @@ class Kernel:
         else:
             from .opencl_runtime import device_identity
             where = ("opencl", device_identity())
-        entry = cache.make_key(cache.function_key(self.py_func), self.options.key(), repr(key),
+        entry = cache.make_key(cache.function_key(self.py_func), self.options.key(), _key_text(key),
                                sorted(foreign), where)
         payload = store.load(entry)
         if payload is not None and payload.get("kind") == where[0]:
@@ -189,7 +189,8 @@ class Kernel:
         from .asm import allocate, encode, isa_tier, load
         from .cache import prime_cpu_features
         from .lowering.hostcode import trip_count_source
-        from .native_runtime import NativeKernel, make_entry, spec_from_model
+        from .native_build import make_entry, spec_from_model
+        from .native_runtime import NativeKernel
         from .pipeline import compile_native
         prime_cpu_features()
         isa = isa_tier()
@@ -287,6 +288,12 @@ def _dispatch_key(args) -> tuple:
                 arrays += 1
     key.append(len(roots) < arrays)
     return tuple(key)
+
+
+def _key_text(key) -> str:
+    """The dispatch key as text for the cache key (dtypes by their `str`: numpy's dtype repr is slow)."""
+    return repr(tuple(tuple(x.str if isinstance(x, np.dtype) else x for x in k) if type(k) is tuple else k
+                      for k in key))
 
 
 def kernel(fn=None, /, *, target=None, cache=True, fastmath=False, split=None, tile=None, order=None,
