@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .operands import GP, Instr, Mem, Reg
+from .operands import GP, RIP, Instr, Mem, Reg
 
 _G = [Reg(GP, 8, i) for i in range(16)]
 _RAX, _RCX, _RDX, _RBX = _G[0], _G[1], _G[2], _G[3]
@@ -64,46 +64,76 @@ def first_operand_mode(ins: Instr) -> str:
     return mode
 
 
+_SHAPES: dict = {}
+
+
+def _shape(ins: Instr) -> tuple:
+    """What register_effects needs beyond the operands, a function of mnemonic, arity and mask only:
+    (reads operand 0, writes operand 0, may be a zero idiom, is a gather, implicit uses, implicit defs);
+    the operand-0 mode is None where it depends on the operands (movss/movsd)."""
+    m, n = ins.mnemonic, len(ins.operands)
+    mode = None if m in ("movss", "movsd") and n == 2 else first_operand_mode(ins)
+    implicit = IMPLICIT.get(m)
+    if implicit is None or (m in ("mul", "div", "idiv") and n != 1):
+        implicit = ((), ())
+    return (mode is not None and "r" in mode, mode is not None and "w" in mode, m in ZERO_IDIOMS,
+            "gather" in m, implicit[0], implicit[1])
+
+
 def register_effects(ins: Instr) -> tuple[list, list]:
     """(uses, defs): registers read and written, as they appear (views), explicit and implicit."""
+    ops = ins.operands
+    mask = ins.mask
+    shape_key = (ins.mnemonic, len(ops), mask is not None, ins.zero)
+    shape = _SHAPES.get(shape_key)
+    if shape is None:
+        shape = _SHAPES[shape_key] = _shape(ins)
+    reads, writes, idiom, gather, implicit_uses, implicit_defs = shape
+    if idiom and is_zero_idiom(ins):
+        return [], [ops[0]]
     uses: list = []
     defs: list = []
-    ops = ins.operands
-    if is_zero_idiom(ins):
-        return [], [ops[0]]
     if ops:
-        mode = first_operand_mode(ins)
         first = ops[0]
         if type(first) is Reg:
-            if "r" in mode:
+            if not reads and not writes:  # movss/movsd: the register form merges, the load does not
+                mode = first_operand_mode(ins)
+                reads, writes = "r" in mode, "w" in mode
+            if reads:
                 uses.append(first)
-            if "w" in mode:
+            if writes:
                 defs.append(first)
         for op in ops:
             if type(op) is Mem:
-                uses.extend(op.registers)
+                for r in (op.base, op.index):
+                    if r is not None and r.kind != RIP:
+                        uses.append(r)
         for op in ops[1:]:
             if type(op) is Reg:
                 uses.append(op)
-        if "gather" in ins.mnemonic and len(ops) == 3:
+        if gather and len(ops) == 3:
             defs.append(ops[2])  # the AVX2 gather mask is cleared
-    if ins.mask is not None:
-        uses.append(ins.mask)
-        if "gather" in ins.mnemonic:
-            defs.append(ins.mask)
-    implicit = IMPLICIT.get(ins.mnemonic)
-    if implicit is not None and (ins.mnemonic not in ("mul", "div", "idiv") or len(ops) == 1):
-        uses.extend(implicit[0])
-        defs.extend(implicit[1])
-    uses.extend(ins.implicit_uses)
-    defs.extend(ins.implicit_defs)
+    if mask is not None:
+        uses.append(mask)
+        if gather:
+            defs.append(mask)
+    if implicit_uses or implicit_defs:
+        uses.extend(implicit_uses)
+        defs.extend(implicit_defs)
+    if ins.implicit_uses:
+        uses.extend(ins.implicit_uses)
+    if ins.implicit_defs:
+        defs.extend(ins.implicit_defs)
     return uses, defs
+
+
+COPY_MNEMONICS = frozenset({"mov", "movaps", "vmovaps", "movapd", "vmovapd", "vmovdqa64", "kmovq", "vmovups",
+                            "movups"})
 
 
 def is_register_copy(ins: Instr) -> bool:
     """A whole-register copy between two registers of one class (coalescing candidate)."""
-    if ins.mnemonic not in ("mov", "movaps", "vmovaps", "movapd", "vmovapd", "vmovdqa64", "kmovq",
-                            "vmovups", "movups"):
+    if ins.mnemonic not in COPY_MNEMONICS:
         return False
     ops = ins.operands
     return (len(ops) == 2 and type(ops[0]) is Reg and type(ops[1]) is Reg and ins.mask is None

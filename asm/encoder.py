@@ -4,6 +4,12 @@
 asks the assembler to store ``label + addend - end_of_instruction`` at ``offset`` (rel8/rel32
 branches and RIP-relative memory).
 
+Speed: the first instruction of each key (mnemonic, mask, and per operand the register itself or a
+signature: memory size/broadcast, immediate range) selects its form and compiles an encoder in which
+every register-derived byte is precomputed (for memory operands, one prefix per REX/VEX/EVEX X/B bit
+combination); later instructions with that key only encode their address, immediates and labels.
+``encode_with_form`` is the reference emitter that computes everything afresh (tests compare the two).
+
 Choices mirror GNU as 2.40 (checked by tests/asm/test_encoder_vs_gas.py): shortest displacement,
 SIB ``04 25`` for absolute addresses, imm8 sign-extended forms first, accumulator short forms,
 store-direction opcodes for reg,reg ALU/mov, VEX before EVEX, VEX2 when possible, and the VEX
@@ -19,6 +25,8 @@ Known differences from GNU as (all listed in tests/asm/test_asm_encoder_api.py):
 """
 
 from __future__ import annotations
+
+import struct
 
 from .forms import FORMS, Form, OpKind
 from .operands import GP, RIP, VECTOR_KINDS, Instr, Label, Mem, Reg
@@ -117,9 +125,8 @@ def _select(ins: Instr) -> Form:
 
 
 def _sig(op):
+    """Form-selection signature of a non-register operand (registers stand for themselves in keys)."""
     t = type(op)
-    if t is Reg:
-        return (op.kind, op.size, op.num, op.virtual)
     if t is Mem:
         idx = op.index
         if idx is not None and idx.kind in VECTOR_KINDS:
@@ -127,30 +134,46 @@ def _sig(op):
         return ("m", op.size, op.bcst)
     if t is Label:
         return "l"
-    if -128 <= op <= 127:
-        return op if -1 <= op <= 1 else 8
-    return ("i", op)  # form choice depends on the value's range after wrapping: key on the value
+    if isinstance(op, int):
+        if -128 <= op <= 127:
+            return op if -1 <= op <= 1 else 8
+        return ("i", op)  # form choice depends on the value's range after wrapping: key on the value
+    return ("?", t)
+
+
+def _key(ins: Instr) -> tuple:
+    """Cache key: mnemonic, mask decoration and per operand the register itself or its signature.
+
+    Registers (tuples hashed in C) are part of the key, so every register field is fixed for a key;
+    only memory addresses, immediates and labels vary between instructions sharing one."""
+    ops = ins.operands
+    n = len(ops)
+    if n == 2:
+        a, b = ops
+        return (ins.mnemonic, ins.mask, ins.zero, a if type(a) is Reg else _sig(a), b if type(b) is Reg else _sig(b))
+    if n == 3:
+        a, b, c = ops
+        return (ins.mnemonic, ins.mask, ins.zero, a if type(a) is Reg else _sig(a), b if type(b) is Reg else _sig(b),
+                c if type(c) is Reg else _sig(c))
+    return (ins.mnemonic, ins.mask, ins.zero, *[o if type(o) is Reg else _sig(o) for o in ops])
 
 
 _FORM_CACHE: dict = {}
 
 
+def _check_physical(ins: Instr) -> None:
+    for op in (*ins.operands, ins.mask):
+        if (type(op) is Reg and op.virtual) or (type(op) is Mem and any(r.virtual for r in op.registers)):
+            raise EncodingError(f"virtual register in {ins} reached the encoder (allocate first)")
+
+
 def select_form(ins: Instr) -> Form:
-    ops = ins.operands
-    n = len(ops)
-    if n == 2:
-        key = (ins.mnemonic, ins.mask is not None, _sig(ops[0]), _sig(ops[1]))
-    elif n == 3:
-        key = (ins.mnemonic, ins.mask is not None, _sig(ops[0]), _sig(ops[1]), _sig(ops[2]))
-    else:
-        key = (ins.mnemonic, ins.mask is not None, *map(_sig, ops))
+    key = _key(ins)
     form = _FORM_CACHE.get(key)
     if form is None:
         if len(_FORM_CACHE) > 200_000:  # many distinct immediates: start over rather than grow forever
             _FORM_CACHE.clear()
-        for op in ops:
-            if (type(op) is Reg and op.virtual) or (type(op) is Mem and any(r.virtual for r in op.registers)):
-                raise EncodingError(f"virtual register in {ins} reached the encoder (allocate first)")
+        _check_physical(ins)
         try:
             form = _FORM_CACHE[key] = _select(ins)
         except EncodingError as error:
@@ -161,6 +184,7 @@ def select_form(ins: Instr) -> Form:
     return form
 
 
+# ---- reference emitter: one instruction from its form, every field computed afresh ----------------------
 def _modrm(out: bytearray, reg_field: int, rm, n: int):
     """Append ModRM [+SIB] [+disp] for ``rm``; returns (x_bit, b_bit, index_bit4, fixup or None).
 
@@ -221,144 +245,222 @@ def _plan(form: Form):
     return plan
 
 
-def _gather(form: Form, ops):
-    r, m, v, o, lreg, d, imm_idx = _plan(form)
-    imms = [(ops[i], size) for i, size in imm_idx]
-    if lreg >= 0:
-        imms.append((ops[lreg].num << 4, 1))
-    rel = (ops[d], form.operands[d].rel) if d >= 0 else None
-    return (ops[r] if r >= 0 else None, ops[m] if m >= 0 else None, ops[v] if v >= 0 else None,
-            ops[o] if o >= 0 else None, imms, rel)
+def _fields(form: Form, ops):
+    """Register-derived fields: (ModRM.reg value, rm operand, vvvv or -1, opcode, pp, opcode register or -1),
+    after the VEX reg,reg store-direction swap that GNU as makes to reach the 2-byte VEX prefix."""
+    r, m, v, o = _plan(form)[:4]
+    reg_op = ops[r] if r >= 0 else None
+    rm = ops[m] if m >= 0 else None
+    opcode, pp = form.opcode, form.pp
+    if form.swap_opcode >= 0 and type(rm) is Reg and rm.num >= 8 and reg_op.num < 8:
+        reg_op, rm, opcode = rm, reg_op, form.swap_opcode
+        pp = form.swap_pp if form.swap_pp >= 0 else pp
+    reg_field = form.digit if form.digit >= 0 else (reg_op.num if reg_op is not None else 0)
+    return reg_field, rm, ops[v].num if v >= 0 else -1, opcode, pp, ops[o].num if o >= 0 else -1
 
 
-def _tail(out: bytearray, imms, rel, fixups):
-    for value, size in imms:
-        out += (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-    if rel is not None:
-        fixups.append((len(out), rel[1], rel[0], 0))
-        out += bytes(rel[1])
-
-
-_MAP_BYTES = (b"", b"\x0f", b"\x0f\x38", b"\x0f\x3a")
+def _disp_scale(form: Form, rm) -> tuple[int, int]:
+    """(EVEX disp8*N scale, broadcast bit) for the rm operand."""
+    if form.encoding != "evex" or type(rm) is not Mem or form.mem_operand is None:
+        return 1, 0
+    if rm.bcst:
+        return rm.size, 1
+    return form.mem_operand.mem_size or 1, 0
 
 
 def _needs_rex_byte(ops) -> bool:
     return any(type(o) is Reg and o.kind == GP and o.size == 1 and 4 <= o.num < 8 for o in ops)
 
 
-def _encode_legacy(form: Form, ins: Instr, out: bytearray, fixups: list):
-    reg_op, rm_op, _, opreg, imms, rel = _gather(form, ins.operands)
-    out += form.prefixes
+_MAP_BYTES = (b"", b"\x0f", b"\x0f\x38", b"\x0f\x3a")
+
+
+def _head(form: Form, ins: Instr, fields, x: int, b: int, hi: int, bcst: int) -> bytes:
+    """Bytes before ModRM: prefixes, REX/VEX/EVEX, opcode.  ``x``/``b``/``hi`` come from the rm operand
+    (index bit 3, base or rm bit 3, index bit 4)."""
+    reg_field, _, vvvv, opcode, pp, opreg = fields
+    r = (reg_field >> 3) & 1 if form.digit < 0 else 0
+    if form.encoding == "legacy":
+        if opreg >= 0:
+            opcode |= opreg & 7
+            b = (opreg >> 3) & 1
+        rex = form.w << 3 | r << 2 | x << 1 | b
+        out = bytearray(form.prefixes)
+        if rex or (form.has_byte_reg and _needs_rex_byte(ins.operands)):
+            out.append(0x40 | rex)
+        return bytes(out + _MAP_BYTES[form.map]) + bytes((opcode,))
+    if form.encoding == "vex":
+        low = (~max(vvvv, 0) & 15) << 3 | form.vl << 2 | pp
+        if not x and not b and not form.w and form.map == 1:
+            return bytes((0xC5, (r ^ 1) << 7 | low, opcode))
+        return bytes((0xC4, (r ^ 1) << 7 | (x ^ 1) << 6 | (b ^ 1) << 5 | form.map, form.w << 7 | low, opcode))
+    r_hi = (reg_field >> 4) & 1 if form.digit < 0 else 0
+    if vvvv < 0:
+        vvvv = hi << 4
+    aaa = ins.mask.num if ins.mask is not None else 0
+    return bytes((0x62, (r ^ 1) << 7 | (x ^ 1) << 6 | (b ^ 1) << 5 | (r_hi ^ 1) << 4 | form.map,
+                  form.w << 7 | (~vvvv & 15) << 3 | 4 | form.pp,
+                  ins.zero << 7 | form.vl << 5 | bcst << 4 | (((vvvv >> 4) & 1) ^ 1) << 3 | aaa, opcode))
+
+
+def _tail(ops, imm_plan, is4: int) -> bytes:
+    """Immediate bytes (and the is4 register byte)."""
+    out = b""
+    for i, size in imm_plan:
+        out += (ops[i] & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+    if is4 >= 0:
+        out += bytes((ops[is4].num << 4,))
+    return out
+
+
+def encode_with_form(form: Form, ins: Instr) -> tuple[bytes, tuple]:
+    """Encode with a given form, every field computed afresh (the assembler uses it to pick rel8 or rel32
+    branches; the tests compare it with the precompiled encoders of ``encode_instruction``)."""
+    ops = ins.operands
+    fields = _fields(form, ops)
+    rm = fields[1]
+    n, bcst = _disp_scale(form, rm)
     body = bytearray()
-    x = b = r = 0
+    x = b = hi = 0
     fix = None
-    if rm_op is not None:
-        if form.digit >= 0:
-            reg_field = form.digit
-        else:
-            reg_field = reg_op.num
-            r = (reg_field >> 3) & 1
-        x, b, _, fix = _modrm(body, reg_field, rm_op, 1)
-    elif form.fixed_modrm >= 0:
+    if rm is not None:
+        x, b, hi, fix = _modrm(body, fields[0], rm, n)
+        if type(rm) is Reg and form.encoding != "evex":
+            x = 0
+    elif form.fixed_modrm >= 0 and form.encoding == "legacy":
         body.append(form.fixed_modrm)
-    opcode = form.opcode
-    if opreg is not None:
-        opcode |= opreg.num & 7
-        b = (opreg.num >> 3) & 1
-    rex = form.w << 3 | r << 2 | x << 1 | b
-    if rex or (form.has_byte_reg and _needs_rex_byte(ins.operands)):
-        out.append(0x40 | rex)
-    out += _MAP_BYTES[form.map]
-    out.append(opcode)
-    if fix is not None:
-        fixups.append((fix[0] + len(out), *fix[1:]))
-    out += body
-    if imms or rel is not None:
-        _tail(out, imms, rel, fixups)
+    head = _head(form, ins, fields, x, b, hi, bcst)
+    _, _, _, _, is4, d, imm_plan = _plan(form)
+    code = head + bytes(body) + _tail(ops, imm_plan, is4)
+    fixups = [] if fix is None else [(fix[0] + len(head), *fix[1:])]
+    if d >= 0:
+        fixups.append((len(code), form.operands[d].rel, ops[d], 0))
+        code += bytes(form.operands[d].rel)
+    return code, tuple(fixups)
 
 
-def _encode_vex(form: Form, ins: Instr, out: bytearray, fixups: list):
-    reg_op, rm_op, vvvv_op, _, imms, rel = _gather(form, ins.operands)
-    opcode, pp = form.opcode, form.pp
-    if (form.swap_opcode >= 0 and type(rm_op) is Reg and rm_op.num >= 8 and reg_op.num < 8):
-        reg_op, rm_op, opcode = rm_op, reg_op, form.swap_opcode
-        pp = form.swap_pp if form.swap_pp >= 0 else pp
+# ---- precompiled encoders: everything fixed by the key is computed once ---------------------------------
+_SCALE_BITS = (0, 0, 0x40, 0x40, 0x80, 0x80, 0x80, 0x80, 0xC0)
+_pack_B_i = struct.Struct("<Bi").pack
+_pack_B_b = struct.Struct("<Bb").pack
+_pack_BB = struct.Struct("<BB").pack
+_pack_BB_i = struct.Struct("<BBi").pack
+_pack_BB_b = struct.Struct("<BBb").pack
+_B = [bytes((i,)) for i in range(256)]
+
+
+def _mem_body(m: Mem, regbits: int, n: int):
+    """Fast ``_modrm`` for a memory operand: (x | b << 1 | hi << 2, ModRM..disp bytes, fixup or None)."""
+    base, index, disp = m.base, m.index, m.disp
+    if m.label is not None or (base is not None and base.kind == RIP):
+        if index is not None:
+            raise EncodingError("RIP-relative addressing takes no index")
+        if m.label is not None:
+            return 0, _pack_B_i(regbits | 5, 0), (1, 4, m.label, disp)
+        return 0, _pack_B_i(regbits | 5, disp), None
+    if index is None:
+        bits, sib = 0, _SCALE_BITS[m.scale] | 0x20
+    else:
+        if index.virtual:
+            raise EncodingError(f"virtual register in {m} reached the encoder (allocate first)")
+        num = index.num
+        bits, sib = (num >> 3) & 1 | (num >> 2) & 4, _SCALE_BITS[m.scale] | (num & 7) << 3
+    if base is None:
+        return bits, _pack_BB_i(regbits | 4, sib | 5, disp), None
+    if base.virtual:
+        raise EncodingError(f"virtual register in {m} reached the encoder (allocate first)")
+    num = base.num
+    bits |= (num >> 2) & 2
+    low = num & 7
+    if disp == 0 and low != 5:
+        if index is None and low != 4:
+            return bits, _B[regbits | low], None
+        return bits, _pack_BB(regbits | 4, sib | low), None
+    if n == 1:
+        short = -128 <= disp <= 127
+    else:
+        short = disp % n == 0 and -128 <= disp // n <= 127
+        disp = disp // n if short else disp
+    if index is None and low != 4:
+        return bits, (_pack_B_b(0x40 | regbits | low, disp) if short else _pack_B_i(0x80 | regbits | low, disp)), None
+    if short:
+        return bits, _pack_BB_b(0x44 | regbits, sib | low, disp), None
+    return bits, _pack_BB_i(0x84 | regbits, sib | low, disp), None
+
+
+def _compile(ins: Instr):
+    """An encoder for every instruction with this one's key: a function ``ins -> (bytes, fixups)``."""
+    form = select_form(ins)
+    _check_physical(ins)
+    if ins.mask is not None and ins.mask.num == 0:
+        raise EncodingError("k0 cannot be used as a write mask")
+    ops = ins.operands
+    _, m, _, _, is4, d, imm_plan = _plan(form)
+    fields = _fields(form, ops)
+    rm = fields[1]
+    if d >= 0 or (is4 >= 0 and imm_plan):  # branches (rare here: the assembler uses encode_with_form)
+        return lambda ins: encode_with_form(form, ins)
+    if is4 >= 0:  # the is4 register byte is fixed by the key: it goes on like an immediate
+        imm_plan = ()
+        fixed_tail = _B[ops[is4].num << 4]
+    else:
+        fixed_tail = b""
+    if type(rm) is Mem:
+        n, bcst = _disp_scale(form, rm)
+        heads = tuple(_head(form, ins, fields, bits & 1, (bits >> 1) & 1, bits >> 2, bcst) for bits in range(8))
+        return _mem_encoder(heads, m, (fields[0] & 7) << 3, n, imm_plan, fixed_tail)
     body = bytearray()
     x = b = 0
-    reg_field = form.digit if form.digit >= 0 else (reg_op.num if reg_op is not None else 0)
-    if rm_op is not None:
-        x, b, _, fix = _modrm(body, reg_field, rm_op, 1)
-        if type(rm_op) is Reg:
+    if rm is not None:
+        x, b, _, _ = _modrm(body, fields[0], rm, 1)
+        if form.encoding != "evex":
             x = 0
-    else:
-        fix = None
-    r = (reg_field >> 3) & 1 if form.digit < 0 else 0
-    vvvv = vvvv_op.num if vvvv_op is not None else 0
-    low = (~vvvv & 15) << 3 | form.vl << 2 | pp
-    if not x and not b and not form.w and form.map == 1:
-        out += bytes((0xC5, (r ^ 1) << 7 | low))
-    else:
-        out += bytes((0xC4, (r ^ 1) << 7 | (x ^ 1) << 6 | (b ^ 1) << 5 | form.map, form.w << 7 | low))
-    out.append(opcode)
-    if fix is not None:
-        fixups.append((fix[0] + len(out), *fix[1:]))
-    out += body
-    _tail(out, imms, rel, fixups)
+    elif form.fixed_modrm >= 0 and form.encoding == "legacy":
+        body.append(form.fixed_modrm)
+    pre = _head(form, ins, fields, x, b, 0, 0) + bytes(body) + fixed_tail
+    if not imm_plan:
+        result = (pre, ())
+        return lambda ins: result
+    if len(imm_plan) == 1:
+        (i, size), = imm_plan
+        mask = (1 << (8 * size)) - 1
+        return lambda ins: (pre + (ins.operands[i] & mask).to_bytes(size, "little"), ())
+    return lambda ins: (pre + _tail(ins.operands, imm_plan, -1), ())
 
 
-def _encode_evex(form: Form, ins: Instr, out: bytearray, fixups: list):
-    reg_op, rm_op, vvvv_op, _, imms, rel = _gather(form, ins.operands)
-    mem_kind = form.mem_operand
-    n = 1
-    bcst = 0
-    if type(rm_op) is Mem and mem_kind is not None:
-        if rm_op.bcst:
-            n, bcst = rm_op.size, 1
-        else:
-            n = mem_kind.mem_size or 1
-    body = bytearray()
-    reg_field = form.digit if form.digit >= 0 else (reg_op.num if reg_op is not None else 0)
-    x, b, v_hi, fix = _modrm(body, reg_field, rm_op, n)
-    r, r_hi = (reg_field >> 3) & 1, (reg_field >> 4) & 1
-    if form.digit >= 0:
-        r = r_hi = 0
-    vvvv = vvvv_op.num if vvvv_op is not None else v_hi << 4
-    aaa = ins.mask.num if ins.mask is not None else 0
-    out.append(0x62)
-    out.append((r ^ 1) << 7 | (x ^ 1) << 6 | (b ^ 1) << 5 | (r_hi ^ 1) << 4 | form.map)
-    out.append(form.w << 7 | (~vvvv & 15) << 3 | 4 | form.pp)
-    out.append(ins.zero << 7 | form.vl << 5 | bcst << 4 | (((vvvv >> 4) & 1) ^ 1) << 3 | aaa)
-    out.append(form.opcode)
-    if fix is not None:
-        fixups.append((fix[0] + len(out), *fix[1:]))
-    out += body
-    _tail(out, imms, rel, fixups)
+def _mem_encoder(heads, m, regbits, n, imm_plan, fixed_tail):
+    if not imm_plan and not fixed_tail:
+        def encode_mem(ins):
+            bits, body, fix = _mem_body(ins.operands[m], regbits, n)
+            head = heads[bits]
+            if fix is None:
+                return head + body, ()
+            return head + body, ((fix[0] + len(head), 4, fix[2], fix[3]),)
+        return encode_mem
+
+    def encode_mem_imm(ins):
+        ops = ins.operands
+        bits, body, fix = _mem_body(ops[m], regbits, n)
+        head = heads[bits]
+        code = head + body + _tail(ops, imm_plan, -1) + fixed_tail
+        if fix is None:
+            return code, ()
+        return code, ((fix[0] + len(head), 4, fix[2], fix[3]),)
+    return encode_mem_imm
 
 
-_EMITTERS = {"legacy": _encode_legacy, "vex": _encode_vex, "evex": _encode_evex}
+_ENCODERS: dict = {}
 
 
 def encode_instruction(ins: Instr) -> tuple[bytes, tuple]:
     """Machine code of one instruction with physical operands, plus its label fixups."""
-    for op in ins.operands:
-        if type(op) is Mem and ((op.base is not None and op.base.virtual) or
-                                (op.index is not None and op.index.virtual)):
-            raise EncodingError(f"virtual register in {ins} reached the encoder (allocate first)")
-    form = select_form(ins)
-    if ins.mask is not None and ins.mask.num == 0:
-        raise EncodingError("k0 cannot be used as a write mask")
-    out = bytearray()
-    fixups: list = []
-    _EMITTERS[form.encoding](form, ins, out, fixups)
-    return bytes(out), tuple(fixups)
-
-
-def encode_with_form(form: Form, ins: Instr) -> tuple[bytes, tuple]:
-    """Encode with a given form (the assembler uses it to pick rel8 or rel32 branches)."""
-    out = bytearray()
-    fixups: list = []
-    _EMITTERS[form.encoding](form, ins, out, fixups)
-    return bytes(out), tuple(fixups)
+    key = _key(ins)
+    encoder = _ENCODERS.get(key)
+    if encoder is None:
+        if len(_ENCODERS) > 200_000:  # many distinct immediates: start over rather than grow forever
+            _ENCODERS.clear()
+        encoder = _ENCODERS[key] = _compile(ins)  # errors are raised again on every call, not cached
+    return encoder(ins)
 
 
 def encode_one(mnemonic: str, *operands, mask: Reg | None = None, zero: bool = False) -> bytes:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+_tuple_new = tuple.__new__
+
 GP, XMM, YMM, ZMM, KREG, RIP = "gp", "xmm", "ymm", "zmm", "k", "rip"
 VECTOR_KINDS = (XMM, YMM, ZMM)
 _VEC_SIZE = {XMM: 16, YMM: 32, ZMM: 64}
@@ -22,12 +24,16 @@ _GP16 = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di") + tuple(f"r{i}w" for i 
 _GP8 = ("al", "cl", "dl", "bl", "spl", "bpl", "sil", "dil") + tuple(f"r{i}b" for i in range(8, 16))
 _GP_NAMES = {8: _GP64, 4: _GP32, 2: _GP16, 1: _GP8}
 _GP_SUFFIX = {8: "", 4: "d", 2: "w", 1: "b"}
+_VIEWS: dict = {}
 _SIZE_PTR = {1: "BYTE", 2: "WORD", 4: "DWORD", 8: "QWORD", 16: "XMMWORD", 32: "YMMWORD", 64: "ZMMWORD"}
 
 
-@dataclass(frozen=True, slots=True)
-class Reg:
-    """A register: ``kind`` in gp/xmm/ymm/zmm/k/rip, ``size`` in bytes, hardware or virtual ``num``."""
+class Reg(NamedTuple):
+    """A register: ``kind`` in gp/xmm/ymm/zmm/k/rip, ``size`` in bytes, hardware or virtual ``num``.
+
+    A NamedTuple (like ``Instr``): registers are created and hashed in every phase, and tuples construct
+    and hash in C where a frozen dataclass runs Python code for both.
+    """
 
     kind: str
     size: int
@@ -46,11 +52,18 @@ class Reg:
 
     def view(self, size: int) -> Reg:
         """Same register seen with another width (GP: 1/2/4/8 bytes, vectors: 16/32/64)."""
-        if self.kind == GP:
-            return Reg(GP, size, self.num, self.virtual)
-        if self.kind in VECTOR_KINDS:
-            return Reg(_VEC_KIND[size], size, self.num, self.virtual)
-        raise ValueError(f"{self} has no {size}-byte view")
+        v = _VIEWS.get((self, size))  # views are asked for often (v.x, v.d): share one object per view
+        if v is None:
+            if self.kind == GP:
+                v = Reg(GP, size, self.num, self.virtual)
+            elif self.kind in VECTOR_KINDS:
+                v = Reg(_VEC_KIND[size], size, self.num, self.virtual)
+            else:
+                raise ValueError(f"{self} has no {size}-byte view")
+            if len(_VIEWS) > 100_000:  # a long-running JIT makes fresh virtuals: bound the memo
+                _VIEWS.clear()
+            _VIEWS[(self, size)] = v
+        return v
 
     # Short spellings for the common views.
     @property
@@ -107,13 +120,7 @@ class Label:
     __repr__ = __str__
 
 
-@dataclass(frozen=True, slots=True)
-class Mem:
-    """``[base + index*scale + disp]``; ``size`` in bytes; ``bcst`` = N of ``{1toN}`` (then size = element).
-
-    RIP-relative: ``base=rip`` with a numeric ``disp``, or ``label`` set (resolved at layout).
-    """
-
+class _MemFields(NamedTuple):
     base: Reg | None = None
     index: Reg | None = None
     scale: int = 1
@@ -122,11 +129,23 @@ class Mem:
     bcst: int = 0
     label: Label | None = None
 
-    def __post_init__(self):
-        if self.scale not in (1, 2, 4, 8):
-            raise ValueError(f"scale must be 1, 2, 4 or 8, not {self.scale}")
-        if self.index is not None and self.index.kind == GP and self.index.num == 4 and not self.index.virtual:
+
+class Mem(_MemFields):
+    """``[base + index*scale + disp]``; ``size`` in bytes; ``bcst`` = N of ``{1toN}`` (then size = element).
+
+    RIP-relative: ``base=rip`` with a numeric ``disp``, or ``label`` set (resolved at layout).
+    A tuple (see ``Reg``) whose constructor validates the scale and the index register.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, base: Reg | None = None, index: Reg | None = None, scale: int = 1, disp: int = 0,
+                size: int | None = None, bcst: int = 0, label: Label | None = None):
+        if scale not in (1, 2, 4, 8):
+            raise ValueError(f"scale must be 1, 2, 4 or 8, not {scale}")
+        if index is not None and index.num == 4 and index.kind == GP and not index.virtual:
             raise ValueError("rsp cannot be an index register")
+        return _tuple_new(cls, (base, index, scale, disp, size, bcst, label))
 
     def sized(self, size: int) -> Mem:
         return Mem(self.base, self.index, self.scale, self.disp, size, self.bcst, self.label)
@@ -134,7 +153,7 @@ class Mem:
     def broadcast(self, elem_size: int, count: int) -> Mem:
         return Mem(self.base, self.index, self.scale, self.disp, elem_size, count, self.label)
 
-    def __add__(self, offset: int) -> Mem:
+    def __add__(self, offset: int) -> Mem:  # an offset, not tuple concatenation
         return Mem(self.base, self.index, self.scale, self.disp + offset, self.size, self.bcst, self.label)
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import partial
 
 from .abi import ABI, SYSV, c_type_class
 from .assembler import AddressSlot, Constant
@@ -19,6 +20,7 @@ from .operands import GP, KREG, XMM, YMM, ZMM, Align, Bind, Instr, Label, Mem, R
 _STRUCT = {"float64": "d", "double": "d", "f64": "d", "float32": "f", "float": "f", "f32": "f",
            "int64": "q", "i64": "q", "int32": "i", "i32": "i", "uint64": "Q", "u64": "Q", "uint32": "I",
            "u32": "I", "int8": "b", "uint8": "B", "int16": "h", "uint16": "H"}
+_new_instr = partial(tuple.__new__, Instr)
 _SHIFTS = ("shl", "shr", "sar", "sal", "rol", "ror")
 
 
@@ -172,7 +174,7 @@ class Function:
         items = self.items
 
         def emit(*operands, mask=None, zero=False):
-            ins = Instr(mnemonic, operands, mask, zero)
+            ins = _new_instr((mnemonic, operands, mask, zero, (), ()))  # Instr without its Python __new__
             items.append(ins)
             return ins
         emit.__name__ = mnemonic

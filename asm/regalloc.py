@@ -4,10 +4,12 @@ Liveness is computed over the control-flow graph (bitset dataflow, so loops are 
 each value's live set is a bitset of positions (use at 2i, def at 2i+1).  Physical registers named
 in the program (arguments, returns, rdx:rax for div, cl for shifts, call clobbers) are values too
 and block their register where live.  Virtuals are assigned greedily in order of first position
-(linear scan with lifetime holes), trying move hints first; when nothing is free the value whose
-lifetime ends last is spilled whole to a stack slot (64 bytes for zmm) and accessed through three
-scratch registers per class (preferably r11/r10/rbx and xmm15/14/13, always ones the program does
-not name itself), which are only reserved when spilling is needed.
+(linear scan with lifetime holes), trying move hints first; when nothing is free the values of least
+spill weight (reads and writes per live position; on ties the one ending last) are spilled whole to a
+stack slot (64 bytes for zmm) and accessed through three scratch registers per class (preferably
+r11/r10/rbx and xmm15/14/13, always ones the program does not name itself), which are only reserved
+when spilling is needed.  The rewrite memoises substituted operands (registers and addresses are
+tuples) and builds each spill load/store once per function.
 Copies that end up between one register are elided.  The prologue saves exactly the callee-saved
 registers written; the frame keeps rsp 16-byte aligned at calls; vzeroupper precedes ``ret``
 whenever ymm/zmm registers were used.  Opmask virtuals spill too (8-byte slots, kmovq).
@@ -15,12 +17,15 @@ whenever ymm/zmm registers were used.  Opmask virtuals spill too (8-byte slots, 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 
 from .assembler import MachineCode, assemble
-from .effects import is_register_copy, register_effects
+from .effects import COPY_MNEMONICS, is_register_copy, register_effects
 from .encoder import EncodingError, select_form
-from .forms import EVEX_MNEMONICS
+from .forms import EVEX_MNEMONICS, FORMS
 from .operands import GP, KREG, XMM, YMM, ZMM, Bind, Instr, Label, Mem, Reg
 from .program import Program
 
@@ -48,6 +53,7 @@ _RSP = Reg(GP, 8, 4)
 _CLS = {GP: "gp", XMM: "vec", YMM: "vec", ZMM: "vec", KREG: "k"}
 _VEC = (XMM, YMM, ZMM)
 _PHYS: dict = {}
+_instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
 
 
 def _phys(r: Reg, num: int) -> Reg:
@@ -122,6 +128,12 @@ class AllocatedProgram:
     __str__ = listing
 
 
+# mnemonics with vector operands that may need registers 0-15 (no EVEX form, or a vcmp writing a vector)
+_LOW_CANDIDATES = frozenset(m for m, forms in FORMS.items()
+                            if any(k.reg in _VEC or k.vsib for f in forms for k in f.operands)
+                            and (m not in EVEX_MNEMONICS or m.startswith(("vcmp", "vpcmp"))))
+
+
 def _needs_low_vector(ins: Instr) -> bool:
     m = ins.mnemonic
     if m not in EVEX_MNEMONICS:
@@ -132,35 +144,106 @@ def _needs_low_vector(ins: Instr) -> bool:
 def allocate(program: Program) -> AllocatedProgram:
     """Assign every virtual register a physical register or a stack slot (see module docstring)."""
     items = program.items
-    effects = [register_effects(it) if type(it) is Instr else ((), ()) for it in items]
+    scan = _scan(items)
     bounds, succs = build_cfg(items)
-    index, masks = _liveness(items, effects, bounds, succs)
-    facts = _facts(program, items, effects, index, masks)
+    masks = _liveness(scan, bounds, succs)
+    facts = _facts(scan, masks)
+    index = scan.index
     assigned = _assign(program, facts, index, masks, reserve=False)
     if assigned is None:  # pressure: reserve the scratch registers and assign again
         assigned = _assign(program, facts, index, masks, reserve=True)
-    return _rewrite(program, items, effects, assigned[0], assigned[1], facts)
+    return _rewrite(program, items, scan, assigned[0], assigned[1], facts)
 
 
-def _liveness(items, effects, bounds, succs):
-    """Per-value position bitsets.  Values are Reg.key tuples (virtual and physical)."""
-    index: dict = {}
-    uses_i, defs_i = [], []
-    for uses, defs in effects:
-        ui = []
-        for r in uses:
-            k = (_CLS[r.kind], r.num, r.virtual)
-            j = index.setdefault(k, len(index))
-            if j not in ui:
-                ui.append(j)
-        di = []
-        for r in defs:
-            k = (_CLS[r.kind], r.num, r.virtual)
-            j = index.setdefault(k, len(index))
-            if j not in di:
-                di.append(j)
+class _Scan:
+    """One pass over the items: register effects as value ids, and the facts the allocator needs.
+
+    Values are numbered in order of appearance; ``index`` maps (class, num, virtual) to the id and
+    ``ids`` memoises it per register view (registers are tuples: hashing one is cheap)."""
+
+    __slots__ = ("effects", "uses", "defs", "index", "ids", "sizes", "needs_low", "hints", "copies", "written_gp",
+                 "wide")
+
+    def value(self, r: Reg):
+        """Value id of a register (None for one that no instruction reads or writes)."""
+        j = self.ids.get(r)
+        return j if j is not None else self.index.get((_CLS[r.kind], r.num, r.virtual))
+
+    def __init__(self):
+        self.effects, self.uses, self.defs = [], [], []
+        self.index: dict = {}
+        self.ids: dict = {}
+        self.sizes: dict = {}
+        self.needs_low: set = set()
+        self.hints: dict = {}
+        self.copies: set = set()
+        self.written_gp: set = set()
+        self.wide = False
+
+
+_NO_EFFECT = ((), ())
+
+
+def _scan(items) -> _Scan:
+    scan = _Scan()
+    index, sizes, written_gp = scan.index, scan.sizes, scan.written_gp
+    effects, uses_i, defs_i = scan.effects, scan.uses, scan.defs
+    ids = scan.ids
+    vec_virtuals: set = set()
+
+    def new_value(r):
+        key = (_CLS[r.kind], r.num, r.virtual)
+        j = index.get(key)
+        if j is None:
+            j = index[key] = len(index)
+        ids[r] = j
+        if r.virtual:
+            if sizes.get(r.num, 0) < r.size:
+                sizes[r.num] = r.size
+            if r.kind in _VEC:
+                vec_virtuals.add(r)
+        if r.size > 16:
+            scan.wide = True
+        return j
+
+    known = ids.__getitem__
+    copies, hints = scan.copies, scan.hints
+    for i, it in enumerate(items):
+        if type(it) is not Instr:
+            effects.append(_NO_EFFECT)
+            uses_i.append(())
+            defs_i.append(())
+            continue
+        effect = register_effects(it)
+        effects.append(effect)
+        uses, defs = effect
+        try:  # registers seen before: the common case, a C-level map
+            ui = list(map(known, uses))
+            di = list(map(known, defs))
+        except KeyError:
+            ui = [ids[r] if r in ids else new_value(r) for r in uses]
+            di = [ids[r] if r in ids else new_value(r) for r in defs]
         uses_i.append(ui)
         defs_i.append(di)
+        m = it.mnemonic
+        if vec_virtuals and m in _LOW_CANDIDATES and _needs_low_vector(it):
+            scan.needs_low.update(r.num for r in uses + defs if r in vec_virtuals)
+        if m in COPY_MNEMONICS and is_register_copy(it):
+            copies.add(i)
+            a, b = it.operands
+            if a.virtual:
+                hints.setdefault(a.key, []).append(b)
+            if b.virtual:
+                hints.setdefault(b.key, []).append(a)
+    # physical GP registers the program writes itself (the prologue saves the callee-saved ones)
+    defined = set(chain.from_iterable(defs_i))
+    written_gp.update(k[1] for k, j in index.items() if k[0] == "gp" and not k[2] and j in defined)
+    return scan
+
+
+def _liveness(scan: _Scan, bounds, succs) -> list:
+    """Per-value position bitsets (use at 2i, def at 2i+1) from a bitset dataflow over the blocks."""
+    uses_i, defs_i = scan.uses, scan.defs
     nb = len(bounds)
     gen, kill = [0] * nb, [0] * nb
     for b, (s, e) in enumerate(bounds):
@@ -184,7 +267,7 @@ def _liveness(items, effects, bounds, succs):
             if new_in != live_in[b] or out != live_out[b]:
                 live_in[b], live_out[b] = new_in, out
                 changed = True
-    masks = [0] * len(index)
+    masks = [0] * len(scan.index)
     for b, (s, e) in enumerate(bounds):
         end_pos = 2 * e - 1 if e > s else 2 * s
         ends: dict = {}
@@ -204,54 +287,24 @@ def _liveness(items, effects, bounds, succs):
         start = 2 * s
         for j, end in ends.items():
             masks[j] |= (1 << (end + 1)) - (1 << start)
-    return index, masks
+    return masks
 
 
-def _facts(program, items, effects, index, masks):
-    """Fixed-register occupancy, move hints, vector constraints and sizes gathered in one pass."""
+def _facts(scan: _Scan, masks) -> dict:
+    """Fixed-register occupancy, scratch registers, and the scan's hints, constraints and sizes."""
     fixed: dict = {}
-    for key, j in index.items():
+    for key, j in scan.index.items():
         if not key[2]:
             fixed[(key[0], key[1])] = fixed.get((key[0], key[1]), 0) | masks[j]
-    needs_low: set = set()
-    hints: dict = {}
-    sizes: dict = {}
-    wide = False
-    written_gp = set()
-    for it, (uses, defs) in zip(items, effects):
-        if type(it) is not Instr:
-            continue
-        low = _needs_low_vector(it)
-        for r in uses:
-            if r.virtual:
-                if sizes.get(r.num, 0) < r.size:
-                    sizes[r.num] = r.size
-                if low and r.kind in _VEC:
-                    needs_low.add(r.num)
-            if r.size > 16:
-                wide = True
-        for r in defs:
-            if r.virtual:
-                if sizes.get(r.num, 0) < r.size:
-                    sizes[r.num] = r.size
-                if low and r.kind in _VEC:
-                    needs_low.add(r.num)
-            elif r.kind == GP:
-                written_gp.add(r.num)
-            if r.size > 16:
-                wide = True
-        if is_register_copy(it):
-            a, b = it.operands
-            if a.virtual:
-                hints.setdefault(a.key, []).append(b)
-            if b.virtual:
-                hints.setdefault(b.key, []).append(a)
     scratch = {}
     for cls, prefs in (("gp", _GP_SCRATCH), ("vec", _VEC_SCRATCH), ("k", _K_SCRATCH)):
         free = [n for n in prefs if not fixed.get((cls, n))]  # never a register the program names itself
         scratch[cls] = tuple((free + [n for n in prefs if n not in free])[:3])
-    return {"fixed": fixed, "needs_low": needs_low, "hints": hints, "sizes": sizes, "wide": wide,
-            "written_gp": written_gp, "scratch": scratch}
+    # spill weight: reads and writes per live position (each costs a reload or store once spilled)
+    occurrences = Counter(chain(chain.from_iterable(scan.uses), chain.from_iterable(scan.defs)))
+    weight = [occurrences[j] / (m.bit_count() or 1) for j, m in enumerate(masks)]
+    return {"fixed": fixed, "needs_low": scan.needs_low, "hints": scan.hints, "sizes": scan.sizes,
+            "wide": scan.wide, "written_gp": scan.written_gp, "scratch": scratch, "weight": weight}
 
 
 def _assign(program, facts, index, masks, reserve):
@@ -289,7 +342,8 @@ def _assign(program, facts, index, masks, reserve):
         if choice is None:
             if not reserve:
                 return None
-            choice = _evict(cls, cands, m, fixed, occupants, masks, index, assigned, spilled, occupancy)
+            choice = _evict(cls, cands, j, masks, facts["weight"], fixed, occupants, index, assigned, spilled,
+                            occupancy)
             if choice is None:
                 spilled.add(key)
                 continue
@@ -299,18 +353,20 @@ def _assign(program, facts, index, masks, reserve):
     return assigned, spilled
 
 
-def _evict(cls, cands, m, fixed, occupants, masks, index, assigned, spilled, occupancy):
-    """Free a register for a value with live mask ``m`` by spilling the occupants that end last."""
-    my_end = m.bit_length()
+def _evict(cls, cands, j, masks, weight, fixed, occupants, index, assigned, spilled, occupancy):
+    """Free a register for value ``j`` by spilling the occupants in its way that weigh least (uses per
+    live position), or return None when value ``j`` itself weighs least; ties spill what ends last."""
+    m = masks[j]
     best = None
     for n in cands:
         if fixed.get((cls, n), 0) & m:
             continue
         conflicting = [o for o in occupants[(cls, n)] if masks[index[o]] & m]
+        cost = sum(weight[index[o]] for o in conflicting)
         far = max(masks[index[o]].bit_length() for o in conflicting)
-        if best is None or far > best[0]:
-            best = (far, n, conflicting)
-    if best is None or best[0] <= my_end:
+        if best is None or (cost, -far) < best[0]:
+            best = ((cost, -far), n, conflicting)
+    if best is None or (weight[j], -m.bit_length()) <= best[0]:
         return None
     _, n, conflicting = best
     for o in conflicting:
@@ -324,92 +380,152 @@ def _evict(cls, cands, m, fixed, occupants, masks, index, assigned, spilled, occ
     return n
 
 
-def _rewrite(program, items, effects, assigned, spilled, facts):
+def _rewrite(program, items, scan, assigned, spilled, facts):
     sizes = facts["sizes"]
     slots: dict = {}
     offset = 0
-    for key in sorted(spilled, key=lambda k: -sizes.get(k[1], 8)):
+    for key in sorted(spilled, key=lambda k: (-sizes.get(k[1], 8), k)):  # sorted: the same layout every run
         size = sizes[key[1]] if key[0] == "vec" else 8
         offset = (offset + size - 1) // size * size
         slots[key] = (offset, size)
         offset += size
     vec_move = "movups" if program.isa == "sse2" else "vmovups"
-    body = []
+    keys = list(scan.index)
+    spilled_ids = frozenset(j for j, k in enumerate(keys) if k in spilled)
+    effects, uses_i, defs_i, copies, value = scan.effects, scan.uses, scan.defs, scan.copies, scan.value
     scratch_pools = facts["scratch"]
-    # physical register for each (kind, size, virtual number) view, built lazily
-    views: dict = {}
+    # operand -> operand after allocation, for registers that got one and memory over them (operands
+    # are tuples, hashed in C: the same register or address is substituted once per function)
+    operand_map: dict = {}
+
+    def substitute(op):
+        if type(op) is Reg:
+            return _phys(op, assigned[(_CLS[op.kind], op.num, True)][1]) if op.virtual else op
+        if type(op) is Mem and ((op.base is not None and op.base.virtual) or
+                                (op.index is not None and op.index.virtual)):
+            return Mem(substitute(op.base) if op.base is not None else None,
+                       substitute(op.index) if op.index is not None else None,
+                       op.scale, op.disp, op.size, op.bcst, op.label)
+        return op
+
+    def sub(r, scratch):
+        """A register after allocation; spilled values get the next scratch register of their class."""
+        if r is None:
+            return None
+        p = operand_map.get(r)
+        if p is not None:
+            return p
+        j = value(r) if r.virtual else None
+        if j not in spilled_ids:
+            p = operand_map[r] = substitute(r)
+            return p
+        n = scratch.get(j)
+        if n is None:
+            cls = keys[j][0]
+            taken = 0
+            for k in scratch:
+                if keys[k][0] == cls:
+                    taken += 1
+            n = scratch[j] = scratch_pools[cls][taken]
+        return _phys(r, n)
+
+    moves: dict = {}
+
+    def spill_moves(scratch, wanted, load):
+        for j, n in scratch.items():
+            if j in wanted:
+                move = moves.get((j, n, load))
+                if move is None:
+                    key = keys[j]
+                    move = moves[(j, n, load)] = _spill_move(key, n, slots[key], vec_move, load)
+                body.append((-1, move))
+
+    body = []
+    rets = []
     for i, it in enumerate(items):
         if type(it) is not Instr:
             body.append((i, it))
             continue
-        scratch: dict = {}
-
-        def sub(r, scratch=scratch):
-            if r is None or not r.virtual:
-                return r
-            view = (r.kind, r.size, r.num)
-            p = views.get(view)
-            if p is not None:
-                return p
-            key = (_CLS[r.kind], r.num, True)
-            if key not in spilled:
-                p = views[view] = _phys(r, assigned[key][1])
-                return p
-            if key not in scratch:
-                pool = scratch_pools[key[0]]
-                scratch[key] = pool[sum(1 for k in scratch if k[0] == key[0])]
-            return _phys(r, scratch[key])
-
-        fold = _fold_candidate(it, effects[i], spilled, slots) if spilled else None
-        ops = []
-        for j, op in enumerate(it.operands):
-            if fold is not None and j == fold[0]:
-                ops.append(fold[1])
-            elif type(op) is Reg:
-                ops.append(sub(op) if op.virtual else op)
-            elif type(op) is Mem and ((op.base is not None and op.base.virtual) or
-                                      (op.index is not None and op.index.virtual)):
-                ops.append(Mem(sub(op.base), sub(op.index), op.scale, op.disp, op.size, op.bcst, op.label))
-            else:
-                ops.append(op)
-        mnemonic = it.mnemonic
-        if fold is not None:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
-            mnemonic = _UNALIGNED.get(mnemonic, mnemonic)
-        new = Instr(mnemonic, tuple(ops), sub(it.mask), it.zero, it.implicit_uses, it.implicit_defs)
-        if fold is not None:
-            try:
-                select_form(new)
-            except EncodingError:  # the form has no memory operand there: use a scratch register
-                ops[fold[0]] = sub(it.operands[fold[0]])
-                new = new._replace(operands=tuple(ops))
-        if scratch:
-            uses, defs = effects[i]
-            # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
-            use_keys = {r.key for r in uses} | {r.key for r in defs if r.kind == GP and r.size < 4}
-            for key, n in scratch.items():
-                if key in use_keys:
-                    body.append((-1, _spill_move(key, n, slots[key], vec_move, load=True)))
-        if len(ops) == 2 and ops[0] == ops[1] and is_register_copy(new):
-            body.append((i, Elided(new)))
-        else:
+        new = None
+        if not spilled_ids or spilled_ids.isdisjoint(uses_i[i] + defs_i[i]):
+            new = _substitute_all(it, operand_map, substitute)
+        if new is not None:
+            if i in copies and new.operands[0] == new.operands[1]:
+                new = Elided(new)
             body.append((i, new))
-        if scratch:
-            def_keys = {r.key for r in defs}
-            for key, n in scratch.items():
-                if key in def_keys:
-                    body.append((-1, _spill_move(key, n, slots[key], vec_move, load=False)))
+        else:
+            # the instruction touches spilled values: fold one into a stack-slot operand where the form
+            # allows it, reload the others into scratch registers before and store them after
+            scratch: dict = {}
+            fold = _fold_candidate(it, effects[i], value, spilled_ids, slots, keys)
+            ops = []
+            for j, op in enumerate(it.operands):
+                new = operand_map.get(op)  # never a spilled register, nor memory over one
+                if fold is not None and j == fold[0]:
+                    ops.append(fold[1])
+                elif new is not None:
+                    ops.append(new)
+                elif type(op) is Reg:
+                    ops.append(sub(op, scratch))
+                elif type(op) is Mem and ((op.base is not None and op.base.virtual) or
+                                          (op.index is not None and op.index.virtual)):
+                    ops.append(Mem(sub(op.base, scratch), sub(op.index, scratch), op.scale, op.disp, op.size,
+                                   op.bcst, op.label))
+                else:
+                    ops.append(op)
+            mnemonic = it.mnemonic
+            if fold is not None:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
+                mnemonic = _UNALIGNED.get(mnemonic, mnemonic)
+            new = _instr((mnemonic, tuple(ops), sub(it.mask, scratch), it.zero, it.implicit_uses, it.implicit_defs))
+            if fold is not None:
+                try:
+                    select_form(new)
+                except EncodingError:  # the form has no memory operand there: use a scratch register
+                    ops[fold[0]] = sub(it.operands[fold[0]], scratch)
+                    new = new._replace(operands=tuple(ops))
+            if scratch:
+                # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
+                narrow = [value(r) for r in effects[i][1] if r.kind == GP and r.size < 4]
+                spill_moves(scratch, set(uses_i[i]).union(narrow) if narrow else uses_i[i], True)
+            if i in copies and ops[0] == ops[1]:
+                body.append((i, Elided(new)))
+            else:
+                body.append((i, new))
+            if scratch:
+                spill_moves(scratch, defs_i[i], False)
+        if it.mnemonic == "ret":
+            rets.append(len(body) - 1)
     written = set(facts["written_gp"])
     written.update(n for c, n in assigned.values() if c == "gp")
     if any(k[0] == "gp" for k in spilled):
         written.update(facts["scratch"]["gp"])
-    return _frame(program, body, assigned, slots, offset, written, facts["wide"])
+    return _frame(program, body, rets, assigned, slots, offset, written, facts["wide"])
+
+
+def _substitute_all(it: Instr, operand_map: dict, substitute):
+    """``it`` over allocated registers when none of its values is spilled, else None."""
+    ops = it.operands
+    try:  # operands seen before: the common case, a C-level map
+        new_ops = tuple(map(operand_map.__getitem__, ops))
+    except KeyError:
+        try:
+            new_ops = tuple([operand_map[op] if op in operand_map else operand_map.setdefault(op, substitute(op))
+                             for op in ops])
+        except KeyError:  # a spilled zero-idiom source (not among the effects): the caller spills
+            return None
+    mask = it.mask
+    if mask is not None and mask.virtual:
+        mask = substitute(mask)
+    if mask is it.mask and new_ops == ops:
+        return it
+    return _instr((it.mnemonic, new_ops, mask, it.zero, it.implicit_uses, it.implicit_defs))
 
 
 _UNALIGNED = {"vmovaps": "vmovups", "vmovapd": "vmovupd", "vmovdqa": "vmovdqu", "vmovdqa32": "vmovdqu32",
               "vmovdqa64": "vmovdqu64"}
 
 
-def _fold_candidate(it: Instr, effect, spilled, slots):
+def _fold_candidate(it: Instr, effect, value, spilled_ids, slots, keys):
     """(operand index, stack-slot Mem) when a spilled register operand can be read/written in place.
 
     Only for instructions without another memory operand or mask, never legacy SSE (alignment and
@@ -417,21 +533,22 @@ def _fold_candidate(it: Instr, effect, spilled, slots):
     a definition only when the view covers the whole slot (a narrower register write would have
     zero-extended)."""
     ops = it.operands
+    if it.mask is not None or Mem in map(type, ops):
+        return None
     for j, op in enumerate(ops):
-        if type(op) is not Reg or not op.virtual:
+        if type(op) is not Reg or not op.virtual or op.kind == KREG:
             continue
-        key = (_CLS[op.kind], op.num, True)
-        if key not in spilled or key[0] == "k":
+        v = value(op)
+        if v not in spilled_ids:
             continue
-        if it.mask is not None or any(type(o) is Mem for o in ops):
-            return None
         if op.kind in _VEC and it.mnemonic[0] != "v":
             continue
-        if sum(1 for o in ops if type(o) is Reg and o.virtual and o.num == op.num) != 1:
+        if sum(1 for o in ops if type(o) is Reg and o.num == op.num and o.virtual) != 1:
             continue
-        if j == 0 and any(d is op or d == op for d in effect[1]) and op.size != slots[key][1]:
+        off, size = slots[keys[v]]
+        if j == 0 and op.size != size and op in effect[1]:
             continue
-        return j, Mem(_RSP, disp=slots[key][0], size=op.size)
+        return j, Mem(_RSP, disp=off, size=op.size)
     return None
 
 
@@ -451,7 +568,7 @@ def _spill_move(key, num, slot, vec_move, load):
     return Instr(move, (reg, mem) if load else (mem, reg))
 
 
-def _frame(program, body, assigned, slots, spill_bytes, written, wide):
+def _frame(program, body, rets, assigned, slots, spill_bytes, written, wide):
     callee = program.abi.callee_saved_gp
     saved = tuple(r for r in callee if r.num in written)
     frame = spill_bytes
@@ -460,14 +577,16 @@ def _frame(program, body, assigned, slots, spill_bytes, written, wide):
     steps = [(-1, Instr("push", (r,))) for r in saved]
     if frame:
         steps.append((-1, Instr("sub", (_RSP, frame))))
-    for origin, it in body:
-        if type(it) is Instr and it.mnemonic == "ret":
-            if wide:
-                steps.append((-1, Instr("vzeroupper")))
-            if frame:
-                steps.append((-1, Instr("add", (_RSP, frame))))
-            steps.extend((-1, Instr("pop", (r,))) for r in reversed(saved))
-        steps.append((origin, it))
+    epilogue = [(-1, Instr("vzeroupper"))] if wide else []
+    if frame:
+        epilogue.append((-1, Instr("add", (_RSP, frame))))
+    epilogue.extend((-1, Instr("pop", (r,))) for r in reversed(saved))
+    done = 0
+    for r in rets:  # body positions of the returns: the epilogue goes before each
+        steps.extend(body[done:r])
+        steps.extend(epilogue)
+        done = r
+    steps.extend(body[done:])
     assignment = {k[1]: Reg({"gp": GP, "vec": ZMM if program.isa == "avx512" else YMM, "k": KREG}[c],
                             {"gp": 8, "vec": 64 if program.isa == "avx512" else 32, "k": 8}[c], n)
                   for k, (c, n) in assigned.items()}
