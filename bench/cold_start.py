@@ -1,9 +1,11 @@
 """Fresh-process latencies, polyjit against Numba's cache=True, measured in the same run.
 
-    python bench/cold_start.py [--reps 5]
+    python bench/cold_start.py [--reps 5] [--wheel]
 
 For each: `import` time (numpy already imported), the first call with an empty cache (compile), and the first
-call in a new process with a cache hit. Each figure is the median over fresh processes.
+call in a new process with a cache hit. Each figure is the median over fresh processes. `--wheel` measures
+polyjit installed from a wheel built from this checkout (as users install it) rather than the editable
+install, whose import hook adds a little to every module import.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 
 PROBE = r'''
 import time, json, sys
+{prelude}
 import numpy as np
 t0 = time.perf_counter()
 import {module}
@@ -43,11 +46,14 @@ def saxpy(a, x, y, out):
 '''
 
 
-def measure(module, define, reps):
+def measure(module, define, reps, site=None):
+    prelude = "" if site is None else (  # the wheel's copy first, and not the editable install's hook
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        f"sys.path.insert(0, {site!r})")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "probe.py")
         with open(path, "w") as fh:
-            fh.write(PROBE.format(module=module, define=define))
+            fh.write(PROBE.format(module=module, define=define, prelude=prelude))
         env = {**os.environ, "POLYJIT_CACHE_DIR": os.path.join(d, "pj"), "NUMBA_CACHE_DIR": os.path.join(d, "nb")}
         runs = []
         for _ in range(reps + 1):
@@ -62,8 +68,20 @@ def measure(module, define, reps):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--wheel", action="store_true", help="polyjit from a wheel of this checkout")
     args = p.parse_args()
-    rows = {"polyjit": measure("polyjit", POLYJIT, args.reps)}
+    with tempfile.TemporaryDirectory() as site:
+        if args.wheel:
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", root, "-w", site + "/w"],
+                           check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site + "/s",
+                            *[os.path.join(site, "w", f) for f in os.listdir(site + "/w")]], check=True,
+                           capture_output=True)
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            subprocess.run([sys.executable, "-m", "compileall", "-q", site + "/s/polyjit"], check=True, env=env)
+        rows = {"polyjit" + (" (wheel)" if args.wheel else ""):
+                measure("polyjit", POLYJIT, args.reps, site + "/s" if args.wheel else None)}
     try:
         rows["numba cache=True"] = measure("numba", NUMBA, args.reps)
     except subprocess.CalledProcessError as e:
