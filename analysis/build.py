@@ -245,7 +245,7 @@ class _Builder:
         if len(target.indices) != self.signature[target.array].ndim:
             raise TypingError(f"`{target}` is a sub-array; assigning to it needs a slice", s.loc,
                               f"write {target.array}[..., :] = ... or index every dimension")
-        value, vt = self.typer.annotate(s.value)
+        value, vt = self.typer.annotate(s.value, store=tt.dtype)
         self.emit(target, self.typer.cast(value, vt, tt), prefix, loops, cond, preds, s.loc)
 
     # -- instructions -----------------------------------------------------------------------------------

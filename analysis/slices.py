@@ -154,7 +154,7 @@ def expand_slice_assignment(b, s: Assign, prefix, loops, cond, preds):
         for t in tvars:
             b.typer.env[t] = INT
         target_t, tt = b.typer.annotate(lhs)
-        v, vt = b.typer.annotate(value)
+        v, vt = b.typer.annotate(value, store=tt.dtype)
         return [(target_t, b.typer.cast(v, vt, tt), key, all_loops, cond, preds, s.loc)]
     # through a temporary shaped like the target array's sliced dimensions
     tmp = f"_tmp{len([t for t in b.temporaries if t.startswith('_tmp')])}"
@@ -173,7 +173,7 @@ def expand_slice_assignment(b, s: Assign, prefix, loops, cond, preds):
             key = key + (b.next_beta(key),)
             b.loops.append(LoopInfo(t, key, 1, None, s.loc.line if s.loc else 0))
         at, att = b.typer.annotate(assignee)
-        v, vt = b.typer.annotate(rhs)
+        v, vt = b.typer.annotate(rhs, store=att.dtype)
         steps.append((at, b.typer.cast(v, vt, att), key, all_loops, cond, preds, s.loc))
     return steps
 

@@ -112,14 +112,43 @@ def _one_type(types, what: str, loc) -> None:
                           "convert the operands to one type first, e.g. np.float64(a)")
 
 
+def _uncast(e):
+    while isinstance(e, E.Cast):
+        e = e.operand
+    return e
+
+
+def _lossless(own: Ty, expr, t: Ty) -> bool:
+    """Whether every value of an operand of type `own` (or the constant `expr`) survives conversion to t."""
+    if own.dtype == t.dtype or np.can_cast(own.dtype, t.dtype, "safe"):
+        return True
+    expr = _uncast(expr)
+    if not isinstance(expr, E.Const):
+        return False
+    value = expr.value
+    if t.kind in "iu":
+        info = np.iinfo(t.dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    with np.errstate(all="ignore"):
+        return float(np.array(value).astype(t.dtype)[()]) == value  # compared as Python floats
+
+
 class Typer:
     """Infers types of locals and annotates expressions with casts.
 
     `env` maps names to Ty (scalars) or ArrayType (arrays); locals are added by `infer_locals`.
+
+    Python's min/max, `a if c else b` and `a or b` return one operand *with its own type*. With operands of
+    different types (x[i] a float32, 0.1 a Python float) the compiled code computes in the promoted type;
+    that agrees with Python only where the result is used in a way that gives the same for each choice:
+    stored into an array, or combined with a numpy value whose type decides the result. Such results wait
+    in `ambiguous` until a use accepts them; any left when the statement's expression is typed are errors.
     """
 
     def __init__(self, env: dict):
         self.env = dict(env)
+        self.ambiguous: dict = {}  # id(node) -> (node, loc, what, ((own type, operand), ...), type)
+        self._depth = 0
 
     def type_of_name(self, v: E.Var) -> Ty:
         t = self.env.get(v.name)
@@ -130,9 +159,48 @@ class Typer:
                               f"index it, e.g. {v.name}[i], or use a slice statement like out[:] = ...")
         return t
 
-    def annotate(self, e: E.Expr) -> tuple[E.Expr, Ty]:
+    def annotate(self, e: E.Expr, *, store: str | None = None) -> tuple[E.Expr, Ty]:
+        """The typed expression and its type; `store` is the dtype of the array element it is stored into."""
         method = getattr(self, f"ann_{type(e).__name__}")
-        return method(e)
+        self._depth += 1
+        try:
+            node, t = method(e)
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            pending, self.ambiguous = self.ambiguous, {}
+            if store is not None and id(node) in pending:
+                info = pending.pop(id(node))
+                if not (store == info[4].dtype or all(_lossless(own, x, info[4]) for own, x in info[3])):
+                    pending[id(node)] = info
+            if pending:
+                _, loc, what, operands, t = next(iter(pending.values()))
+                kinds = " and ".join(sorted({"a Python " + {"f": "float", "b": "bool"}.get(o.kind, "int")
+                                             if o.weak else f"a {o.dtype} value" for o, _ in operands}))
+                raise TypingError(f"{what} of {kinds}: Python returns the chosen operand with its own type, and "
+                                  "how the result is used here depends on that type", loc,
+                                  f"give the operands one type, e.g. np.{t.dtype}(...) around the Python "
+                                  "number, or store the result directly into an array")
+        return node, t
+
+    def _ambiguous(self, node, loc, what: str, operands, t: Ty) -> None:
+        flat = []
+        for own, x in operands:  # min(max(x, 0.1), 0.75): the inner choice's types are the outer's too
+            inner = self.ambiguous.pop(id(x), None) or self.ambiguous.pop(id(_uncast(x)), None)
+            flat.extend(inner[3] if inner is not None else [(own, x)])
+        operands = flat
+        if any(own != t for own, _ in operands):
+            self.ambiguous[id(node)] = (node, loc, what, tuple(operands), t)
+
+    def _use(self, node, other: Ty) -> None:
+        """`node` combined with a value of type `other`: fine if the result is the same for either operand."""
+        info = self.ambiguous.get(id(node))
+        if info is None or other.weak:
+            return
+        _, _, _, operands, t = info
+        r = promote(t, other)
+        if all(promote(own, other) == r and (r.dtype == t.dtype or _lossless(own, x, t)) for own, x in operands):
+            del self.ambiguous[id(node)]
 
     def cast(self, e: E.Expr, have: Ty, want: Ty) -> E.Expr:
         return e if have.dtype == want.dtype else E.Cast(want.dtype, e, e.loc)
@@ -178,6 +246,8 @@ class Typer:
         if lt.kind == "b" and rt.kind == "b" and e.op != "truediv":
             raise TypingError(f"arithmetic `{E.BINARY_SYMBOLS[e.op]}` on two booleans", e.loc,
                               "convert with int(...) first")
+        self._use(left, rt)
+        self._use(right, lt)
         t = promote(lt, rt)
         if e.op == "truediv" and t.kind != "f":
             t = Ty("float64", t.weak)
@@ -200,6 +270,8 @@ class Typer:
     def ann_Compare(self, e):
         left, lt = self.annotate(e.left)
         right, rt = self.annotate(e.right)
+        self._use(left, rt)
+        self._use(right, lt)
         t = promote(lt, rt)
         if lt.weak != rt.weak and "i" in (lt.kind, rt.kind) and t.kind in "iu" and t.dtype not in ("int64", "uint64"):
             # NumPy 2 compares a narrow integer with a Python int by value (np.uint8(0) > -1 is True): compare
@@ -229,7 +301,9 @@ class Typer:
         a, b = self.cast(left, lt, t), self.cast(right, rt, t)
         cond = self.truth(left, lt)
         sel = E.Select(cond, a, b, e.loc) if e.op == "or" else E.Select(cond, b, a, e.loc)
-        return E.Cast(t.dtype, sel, e.loc), t
+        node = E.Cast(t.dtype, sel, e.loc)
+        self._ambiguous(node, e.loc, f"`{e.op}`", ((lt, left), (rt, right)), t)
+        return node, t
 
     def ann_Select(self, e):
         cond, ct = self.annotate(e.cond)
@@ -238,7 +312,9 @@ class Typer:
         _one_type((tt, ot), "a conditional expression", e.loc)
         t = promote(tt, ot)
         sel = E.Select(self.truth(cond, ct), self.cast(then, tt, t), self.cast(other, ot, t), e.loc)
-        return E.Cast(t.dtype, sel, e.loc), t
+        node = E.Cast(t.dtype, sel, e.loc)
+        self._ambiguous(node, e.loc, "a conditional expression", ((tt, then), (ot, other)), t)
+        return node, t
 
     def ann_Call(self, e):
         args = [self.annotate(a) for a in e.args]
@@ -260,7 +336,10 @@ class Typer:
                 t = promote(t, at)
             if family == "np":
                 t = Ty(t.dtype)
-            return E.Cast(t.dtype, E.Call(name, tuple(self.cast(a, at, t) for a, at in args), e.loc), e.loc), t
+            node = E.Cast(t.dtype, E.Call(name, tuple(self.cast(a, at, t) for a, at in args), e.loc), e.loc)
+            if family == "":
+                self._ambiguous(node, e.loc, f"`{name}`", [(at, a) for a, at in args], t)
+            return node, t
         if name in ("abs", "np.abs"):
             arity(1)
             a, t = args[0]

@@ -10,7 +10,7 @@ from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from . import transform as T
-from .legality import carried, violated
+from .legality import carried, escaping, violated
 
 
 def _unit_stride_score(model: KernelModel, loop: str) -> int:
@@ -54,7 +54,7 @@ def auto_schedule(model: KernelModel) -> KernelModel:
                     pass
     for names in _nests(model):
         for name in names:
-            if carried(model, name) is None:
+            if carried(model, name) is None and escaping(model, name) is None:
                 model = T.parallelize(model, name)
                 break
     return vectorize_innermost(model)

@@ -92,6 +92,17 @@ def carried(model: KernelModel, name: str, *, allow_reductions: bool = False) ->
     return None
 
 
+def escaping(model: KernelModel, name: str) -> Dependence | None:
+    """A scalar written inside loop `name` and read after it: threads and work-items each have their own copy
+    of a scalar, so a parallel loop cannot hand its value on (the flow dependence, or None)."""
+    where = loop_positions(model, name)
+    scalars = {t.name for t in model.temporaries if not t.shape}
+    for dep in model.dependences:
+        if dep.kind == "flow" and dep.array in scalars and dep.source in where and dep.sink not in where:
+            return dep
+    return None
+
+
 def describe(model: KernelModel, dep: Dependence, bad: isl.Map) -> str:
     """Names the dependence: source lines, array, and a concrete pair of instances with parameter values."""
     src, snk = model.instruction(dep.source), model.instruction(dep.sink)
@@ -131,3 +142,10 @@ def check_legal(model: KernelModel, what: str = "the schedule") -> None:
             raise ScheduleError(f"loop `{name}`{at} cannot run {how}: it carries " + describe(model, *found),
                                 hint="use range() for this loop, choose another loop, "
                                      "or pass unsafe=True if you know better")
+        out = escaping(model, name) if tag == "parallel" else None
+        if out is not None:
+            src, snk = model.instruction(out.source), model.instruction(out.sink)
+            raise ScheduleError(f"loop `{name}` cannot run in parallel: `{out.array}` is assigned in it (line "
+                                f"{src.line}) and read after it (line {snk.line}); each thread would have its own "
+                                f"`{out.array}`", hint="use range() for this loop, or store the value into an "
+                                                       "array element instead of a scalar")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import polyjit
+from helpers import check
 
 
 def while_loop(x):
@@ -193,3 +194,42 @@ def test_value_dependent_types_are_typing_errors():
     out = np.zeros(3)
     polyjit.kernel(mixed_select)(np.ones(3), np.ones(3), out)  # one type: fine
     assert out.tolist() == [3.0, 3.0, 3.0]
+
+
+def clamp_store(x, out):
+    for i in range(len(x)):
+        out[i] = min(max(x[i], 0.1), 0.75)
+
+
+def relu_times(x, y, out):
+    for i in range(len(x)):
+        out[i] = (max(x[i], 0.0) * y[i]) if x[i] > -0.5 else (x[i] if x[i] < -0.9 else 0.25) + y[i]
+
+
+def relu_local(x, out):
+    for i in range(len(x)):
+        v = max(x[i], 0.1)
+        out[i] = v
+
+
+def relu_weak_use(x, out):
+    for i in range(len(x)):
+        out[i] = max(x[i], 0.1) * 2.0
+
+
+@pytest.mark.parametrize("target", ["native", "opencl"])
+def test_a_python_number_against_a_numpy_value_where_the_use_hides_the_type(target):
+    """fuzz: max(x32[i], 0.1) is np.float32 or the Python float 0.1 in Python. Stored into a float32 array, or
+    multiplied by a float32 value, both give the same; kept in a local, scaled by a Python number or stored
+    into a float64 array they differ, and polyjit says so instead of picking one."""
+    x = np.linspace(-1, 1, 11).astype(np.float32)
+    y = np.linspace(2, 3, 11).astype(np.float32)
+    check(polyjit.kernel(clamp_store, target=target, cache=False), x, np.zeros(11, np.float32))
+    check(polyjit.kernel(relu_times, target=target, cache=False), x, y, np.zeros(11, np.float64))
+    check(polyjit.kernel(clamp_store, target=target, cache=False), x.astype(np.float64), np.zeros(11))
+    for fn, out, text in ((relu_local, np.zeros(11, np.float32), "max("), (relu_weak_use, np.zeros(11), "max("),
+                          (clamp_store, np.zeros(11), "max(")):
+        with pytest.raises(polyjit.TypingError, match="of a Python float and a float32 value") as info:
+            polyjit.kernel(fn, target=target, cache=False)(x, out)
+        assert info.value.loc.line == source_line(fn, text)[0]
+        assert "np.float32(" in str(info.value)

@@ -61,7 +61,7 @@ def spills_in_a_leaf(A, idx, n):
         for j in range(0, n):
             for k in range(2, n - 1):
                 for l in range(j + 1, n):
-                    A[idx[k], j] = (A[k - 2, k - 2] * k if l >= n - 2 or A[k % 2, n - 1] / (abs(0.0) + 1.0)
+                    A[idx[k], j] = (float(A[k - 2, k - 2] * k) if l >= n - 2 or A[k % 2, n - 1] / (abs(0.0) + 1.0)
                                     != abs(A[i][l]) or -2 < (3 if k == i else j)
                                     else math.sqrt(abs(A[n - 1 - l, j]))) + k - l + 3
         A[i, -1] += A[i, i] + max(A[i, i], A[i, i // 2]) - abs(-1.25 - i)
@@ -130,3 +130,25 @@ def test_square_is_exact_on_every_target():
     x = np.array([0.7021564239441294, -23.747975758705337, 1e-3, 3.3, -0.1, 1e150], np.float64)
     check(square_in_place, x)
     check(polyjit.kernel(square_in_place.py_func, target="opencl"), x)
+
+
+def guarded_scalar_then_diagonal(A, n):
+    """fuzz (seed 4343, program 155): the heuristic ran the loop in parallel; `s`, assigned in one iteration,
+    stayed in that thread's copy and the kernel returned 0."""
+    s = 0
+    for i in range(n):
+        if i == 3:
+            s += 3
+        A[i, i] += i
+    return s
+
+
+@pytest.mark.parametrize("target", ["native", "opencl"])
+def test_scalars_read_after_a_loop_keep_it_sequential(target):
+    k = polyjit.kernel(guarded_scalar_then_diagonal, target=target, cache=False)
+    for n in (0, 3, 4):
+        check(k, np.zeros((8, 4), np.float32)[::2], n)
+    assert "parallel" not in k.inspect_schedule(np.zeros((4, 4), np.float32), 4).split("tags:")[1].split("\n")[0]
+    with pytest.raises(polyjit.ScheduleError, match="`s` is assigned in it .* and read after it"):
+        polyjit.kernel(guarded_scalar_then_diagonal, target=target, cache=False, parallel="i")(
+            np.zeros((4, 4), np.float32), 4)
