@@ -192,6 +192,11 @@ class Typer:
         if any(own != t for own, _ in operands):
             self.ambiguous[id(node)] = (node, loc, what, tuple(operands), t)
 
+    def _use_converted(self, node) -> None:
+        info = self.ambiguous.get(id(node))
+        if info is not None and all(_lossless(own, x, info[4]) for own, x in info[3]):
+            del self.ambiguous[id(node)]
+
     def _use(self, node, other: Ty) -> None:
         """`node` combined with a value of type `other`: fine if the result is the same for either operand."""
         info = self.ambiguous.get(id(node))
@@ -320,6 +325,9 @@ class Typer:
         args = [self.annotate(a) for a in e.args]
         name = e.func
         family, _, base = name.rpartition(".")
+        if family == "math" or name in ("float", "int", "round", "abs"):
+            for a, _ in args:  # Python converts the chosen operand itself: the same where no value is lost
+                self._use_converted(a)
 
         def arity(n):
             if len(args) != n:

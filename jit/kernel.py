@@ -37,11 +37,14 @@ class Options:
     schedule: object = None
     unsafe: bool = False
     sequential: bool = False  # set for calls whose arrays overlap: program order, no tags
+    tail: str | dict = "guard"  # split/tile/unroll tails: "guard" | "separate", or per source loop name
+    prefetch: dict | None = None  # OpenCL: array name -> loop at which a work-group copies it to __local
 
     def key(self) -> tuple:
         """The options as they affect compiled code (for the cache key)."""
         return tuple((f, repr(getattr(self, f))) for f in ("fastmath", "split", "tile", "order", "unroll",
-                                                            "vectorize", "parallel", "unsafe", "sequential"))
+                                                            "vectorize", "parallel", "unsafe", "sequential",
+                                                            "tail", "prefetch"))
 
     def validate(self) -> Options:
         if self.target is not None and self.target not in TARGETS:
@@ -64,6 +67,14 @@ class Options:
             raise ScheduleError("parallel= takes a loop name or a tuple of loop names")
         if self.schedule is not None and not callable(self.schedule):
             raise ScheduleError("schedule= takes a callable: model -> model")
+        tails = self.tail.values() if isinstance(self.tail, dict) else (self.tail,)
+        if not (isinstance(self.tail, (str, dict)) and all(t in ("guard", "separate") for t in tails)
+                and all(isinstance(k, str) for k in (self.tail if isinstance(self.tail, dict) else ()))):
+            raise ScheduleError(f"tail={self.tail!r}: write tail=\"guard\" (the default), tail=\"separate\", "
+                                "or a dict of source loop name -> one of those, e.g. {'i': 'separate'}")
+        if self.prefetch is not None and not (isinstance(self.prefetch, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.prefetch.items())):
+            raise ScheduleError("prefetch= takes a dict of array name -> loop name, e.g. {'A': 'k_outer'}")
         return self
 
 
@@ -297,13 +308,14 @@ def _key_text(key) -> str:
 
 
 def kernel(fn=None, /, *, target=None, cache=True, fastmath=False, split=None, tile=None, order=None,
-           unroll=None, vectorize=None, parallel=None, schedule=None, unsafe=False):
+           unroll=None, vectorize=None, parallel=None, schedule=None, unsafe=False, tail="guard", prefetch=None):
     """Compile a Python loop function over numpy arrays at first call.
 
     Use bare (`@polyjit.kernel`), with options (`@polyjit.kernel(target="opencl")`) or programmatically
     (`polyjit.kernel(fn)`). The result behaves like `fn` and keeps it as `.py_func`.
     """
-    options = Options(target, cache, fastmath, split, tile, order, unroll, vectorize, parallel, schedule, unsafe)
+    options = Options(target, cache, fastmath, split, tile, order, unroll, vectorize, parallel, schedule, unsafe,
+                      tail=tail, prefetch=prefetch)
     options.validate()
     if fn is None:
         return lambda f: Kernel(f, options)

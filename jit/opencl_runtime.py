@@ -74,6 +74,19 @@ def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = 
     return prg
 
 
+def _check_group_size(knl, local: tuple) -> None:
+    """A clear error instead of CL_INVALID_WORK_GROUP_SIZE when the split factors ask too much."""
+    ctx, _ = context_and_queue()
+    device = ctx.devices[0]
+    limit = knl.get_work_group_info(_cl().kernel_work_group_info.WORK_GROUP_SIZE, device)
+    total = int(np.prod(local))
+    if total > limit or any(s > m for s, m in zip(local, device.max_work_item_sizes)):
+        raise PolyjitError(f"work-groups of {' x '.join(map(str, reversed(local)))} work-items (the split factors "
+                           f"of the loops mapped to work-groups) exceed what device {device.name!r} allows for this "
+                           f"kernel ({limit} in all, {tuple(device.max_work_item_sizes)} per dimension); use smaller "
+                           "factors")
+
+
 def _root(a: np.ndarray) -> np.ndarray:
     while isinstance(a.base, np.ndarray):
         a = a.base
@@ -95,7 +108,7 @@ class OpenCLSpec:
     scalars: tuple
     slots: tuple  # scalar locals by scratch slot
     slot_types: tuple
-    phases: tuple  # (kernel name, Python source of the NDRange size or None)
+    phases: tuple  # (kernel name, Python source of the NDRange size or None[, work-group size or None])
     result: tuple | None  # (slot name, dtype, weak)
     source: str
     fastmath: bool
@@ -106,8 +119,11 @@ def spec_from_model(model, code, check_source: str) -> OpenCLSpec:
     from .lowering.hostcode import trip_count_source
     phases = []
     for p in code.phases:  # generated from isl's AST, no user text
-        counts = ", ".join(trip_count_source(f.init, f.cond, f.step) for f in reversed(p.dims))  # innermost: axis 0
-        phases.append((p.kernel, f"({counts},)" if p.dims else None))
+        # innermost loop: axis 0; with work-groups, the loops count groups of `local` work-items
+        local = tuple(reversed(p.local)) if p.local else None
+        counts = ", ".join(trip_count_source(f.init, f.cond, f.step) + (f" * {local[k]}" if local else "")
+                           for k, f in enumerate(reversed(p.dims)))
+        phases.append((p.kernel, f"({counts},)" if p.dims else None, local))
     result = None
     if model.return_value is not None:
         result = (model.return_value, model.temporary(model.return_value).dtype, model.return_weak)
@@ -130,11 +146,15 @@ class OpenCLKernel:
         exec(compile(spec.check_source, f"<polyjit checks {spec.name}>", "exec"), ns)
         self.checks = ns["pj_checks"]
         self.program = build(spec.source, spec.fastmath, spec.needs_fp64, binary)
-        self.kernels = [_cl().Kernel(self.program, name) for name, _ in spec.phases]
+        self.kernels = [_cl().Kernel(self.program, p[0]) for p in spec.phases]
+        self.local = [p[2] if len(p) > 2 else None for p in spec.phases]
+        for knl, local in zip(self.kernels, self.local):
+            if local is not None:
+                _check_group_size(knl, local)
         self.arg_index = {a[0]: k for k, a in enumerate(spec.arguments)}
         self.dtypes = {a[0]: a[2] for a in spec.arguments}
         names = ", ".join(p[0] for p in spec.params) or "*_"
-        self.trip = [None if size is None else eval(f"lambda {names}: {size}") for _, size in spec.phases]
+        self.trip = [None if p[1] is None else eval(f"lambda {names}: {p[1]}") for p in spec.phases]
 
     def binary(self) -> bytes:
         return self.program.get_info(_cl().program_info.BINARIES)[0]
@@ -203,10 +223,10 @@ class OpenCLKernel:
         kargs += [scal_buf, err_buf]
         kargs = [np.int64(v) if isinstance(v, (int, np.integer)) and not isinstance(v, np.generic) else v
                  for v in kargs]
-        for knl, trip in zip(self.kernels, self.trip):
+        for knl, trip, local in zip(self.kernels, self.trip, self.local):
             size = trip(*params) if trip is not None else (1,)
             if min(size) > 0:
-                knl(queue, size, None, *kargs)
+                knl(queue, size, local, *kargs)
         cl.enqueue_copy(queue, err, err_buf)
         if err[0]:
             raise IndexError(spec.checks[err[0] - 1][1])

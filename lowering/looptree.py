@@ -8,6 +8,7 @@ import islpy as isl
 
 from ..analysis import expr as E
 from ..analysis.model import KernelModel
+from .tails import base_id, separated_schedule, union_maps
 
 
 @dataclass(frozen=True)
@@ -109,18 +110,25 @@ def _schedule_dim(var: str) -> int:
     return int(var[1:])
 
 
-def _ast_options(model: KernelModel) -> isl.UnionMap | None:
-    """isl AST build options: `unroll` for the schedule dimensions of loops tagged unroll."""
-    width = model.schedule_width()
+def _ast_options(model: KernelModel, maps: dict, origin: list) -> isl.UnionMap | None:
+    """isl AST build options: `unroll` for the schedule dimensions of loops tagged unroll (`origin` maps
+    the built schedule's dimensions to the model's, see tails.py)."""
     result = None
+    if None in origin:  # loops outside a separated split stay single loops (isl would otherwise copy them
+        # per parameter case, e.g. "a full tile exists", hiding a parallel loop under an if)
+        space = f"{{ [{', '.join(f't{k}' for k in range(len(origin)))}] -> atomic[d] : 0 <= d < {origin.index(None)} }}"
+        result = isl.UnionMap(space)
     for name, tag in model.tags:
         if tag != "unroll":
             continue
         for iid, dims in model.schedule or model.original_schedule():
             for d, dim in enumerate(dims):
                 if dim.loop == name:
-                    times = model.instruction_schedule_map(iid, width).range()
-                    opt = isl.Map.from_domain_and_range(times, isl.Set(f"{{ unroll[{d}] }}"))
+                    times = None
+                    for piece, m in maps.items():
+                        if base_id(piece) == iid:
+                            times = m.range() if times is None else times.union(m.range())
+                    opt = isl.Map.from_domain_and_range(times, isl.Set(f"{{ unroll[{origin.index(d)}] }}"))
                     opt = isl.UnionMap.from_map(opt)
                     result = opt if result is None else result.union(opt)
     return result
@@ -128,11 +136,17 @@ def _ast_options(model: KernelModel) -> isl.UnionMap | None:
 
 def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) -> LoopTree:
     """Loop code for `model` under `schedule` (default: the original program order)."""
-    schedule = schedule if schedule is not None else model.schedule_map()
+    width = model.schedule_width()
+    maps = {ins.id: model.instruction_schedule_map(ins.id, width) for ins in model.instructions}
+    origin = list(range(width))
+    if schedule is None:
+        if any(tag == "separate" for _, tag in model.tags):
+            maps, origin = separated_schedule(model, maps)
+        schedule = union_maps(maps) if maps else isl.UnionMap("{ }")
     if schedule.is_empty():
         return LoopTree(())
     build = isl.AstBuild.from_context(model.context)
-    options = _ast_options(model)
+    options = _ast_options(model, maps, origin)
     if options is not None:
         build = build.set_options(options)
     try:
@@ -168,7 +182,8 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
             run = first_run(body)
             dims = schedules[run.instruction]
             d = _schedule_dim(var)
-            name = dims[d].loop if d < len(dims) and dims[d].loop else var
+            d = origin[d] if d < len(origin) else None
+            name = dims[d].loop if d is not None and d < len(dims) and dims[d].loop else var
             return (For(var, convert_expr(n.for_get_init()), convert_expr(n.for_get_cond()),
                         int(n.for_get_inc().get_val().to_python()), body, name, model.loop_tag(name)),)
         if t == isl.ast_node_type.if_:
@@ -176,7 +191,7 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
             return (If(convert_expr(n.if_get_cond()), convert(n.if_get_then_node()), orelse),)
         if t == isl.ast_node_type.user:
             call = n.user_get_expr()
-            iid = call.get_op_arg(0).get_id().get_name()
+            iid = base_id(call.get_op_arg(0).get_id().get_name())
             ins = instructions[iid]
             args = [convert_expr(call.get_op_arg(k)) for k in range(1, call.get_op_n_arg())]
             return (Run(iid, tuple(zip(ins.loops, args))),)

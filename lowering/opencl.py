@@ -11,10 +11,12 @@ import math
 from dataclasses import dataclass
 
 from ..analysis import expr as E
+from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from .ctypes_ import C_TYPES, UNSIGNED
 from .looptree import For, If, LoopTree, Run
 from .typeof import type_of
+from .workgroups import find_group_nest, footprint, item_guard, prefetches
 
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _FLOAT_CALLS = {
@@ -28,6 +30,7 @@ _FLOAT_CALLS = {
 class Phase:
     kernel: str  # the __kernel's name
     dims: tuple[For, ...] = ()  # the loops mapped to NDRange dimensions 0, 1, 2; () runs one work-item
+    local: tuple[int, ...] = ()  # work-group sizes per dim (dims then count groups, see workgroups.py)
 
     @property
     def parallel(self) -> bool:
@@ -121,6 +124,7 @@ class OpenCLEmitter:
         self.scalars = tuple(a.name for a in model.arguments if a.kind == "scalar")
         self.slots = tuple(t.name for t in model.temporaries if not t.shape)
         self.used_dtypes = set(self.types.values()) | {"int64"}
+        self.local_reads: dict = {}  # array -> Footprint while emitting a prefetching work-group body
 
     # -- types ------------------------------------------------------------------------------------------
     def type_of(self, e: E.Expr) -> str:
@@ -155,6 +159,13 @@ class OpenCLEmitter:
         return f"{e.array}_shape{e.dim}"
 
     def expr_Index(self, e):
+        box = self.local_reads.get(e.array)
+        if box is not None:  # a read of a tile prefetched to __local memory: row-major inside the box
+            flat = None
+            for d, i in enumerate(e.indices):
+                rel = f"(({self.expr(i)}) - pj_{e.array}_o{d})"
+                flat = rel if flat is None else f"({flat} * {box.sizes[d]} + {rel})"
+            return f"pj_{e.array}_loc[{flat}]"
         terms = [f"{e.array}_off"] + [f"({self.expr(i)}) * {e.array}_stride{d}" for d, i in enumerate(e.indices)]
         return f"{e.array}[{' + '.join(terms)}]"
 
@@ -310,6 +321,65 @@ class OpenCLEmitter:
         out.append("}")
         return "\n".join(out)
 
+    def group_kernel(self, name: str, nest, boxes) -> str:
+        """A work-group kernel (workgroups.py): group and local ids give the split loops' values; the
+        loops between run in every work-item; `boxes` are copied to __local at their loop's iterations."""
+        out = [f"__kernel void {name}({self.params()})", "{"]
+        for k, s in enumerate(self.slots):
+            c = C_TYPES[self.types[s]]
+            out.append(f"    {c} {s} = *(__global {c} *)(pj_scal + {k});")
+        for b in boxes:  # OpenCL wants __local variables at kernel scope
+            out.append(f"    __local {C_TYPES[self.types[b.array]]} pj_{b.array}_loc[{b.count}];")
+        n = len(nest.axes)
+        for k, a in enumerate(nest.axes):
+            g, axis = a.group, n - 1 - k
+            out.append(f"    const long {g.var} = {self.expr(g.init)} + (long)get_group_id({axis}) * {g.step};")
+            out.append(f"    const long {a.item.var} = (long)get_local_id({axis});")
+        if boxes:
+            out.append("    const long pj_lid = (long)get_local_id(0) + (long)get_local_size(0) * "
+                       "((long)get_local_id(1) + (long)get_local_size(1) * (long)get_local_id(2));")
+        depth, closers = 1, []
+        for f in nest.between:
+            pad = self.indent_unit * depth
+            out.append(f"{pad}for (long {f.var} = {self.expr(f.init)}; {self.expr(f.cond)}; {f.var} += {f.step}) {{")
+            mine = [b for b in boxes if b.loop == f.name]
+            for b in mine:
+                out += self.copy_in(b, nest.local_size, depth + 1)
+            if mine:
+                out.append(f"{pad}{self.indent_unit}barrier(CLK_LOCAL_MEM_FENCE);")
+            closers.append((pad, bool(mine)))
+            depth += 1
+        pad = self.indent_unit * depth
+        out.append(f"{pad}if ({self.expr(item_guard(nest))}) {{")
+        self.local_reads = {b.array: b for b in boxes}
+        try:
+            out += self.lines(nest.body, depth + 1)
+        finally:
+            self.local_reads = {}
+        out.append(f"{pad}}}")
+        for pad, barrier in reversed(closers):
+            if barrier:  # nobody may overwrite the tile while others still read it
+                out.append(f"{pad}{self.indent_unit}barrier(CLK_LOCAL_MEM_FENCE);")
+            out.append(f"{pad}}}")
+        out.append("}")
+        return "\n".join(out)
+
+    def copy_in(self, b, group: int, depth: int) -> list[str]:
+        """Work-items copy the box cooperatively (consecutive ids, consecutive elements); elements outside
+        the array are skipped (never read: the accesses are checked in bounds before the call)."""
+        pad, a = self.indent_unit * depth, b.array
+        out = [f"{pad}const long pj_{a}_o{d} = {self.expr(o)};" for d, o in enumerate(b.offsets)]
+        out.append(f"{pad}for (long pj_e = pj_lid; pj_e < {b.count}; pj_e += {group}) {{")
+        rest, conds, terms = "pj_e", [], [f"{a}_off"]
+        for d in reversed(range(len(b.sizes))):
+            out.append(f"{pad}    const long pj_x{d} = pj_{a}_o{d} + ({rest}) % {b.sizes[d]};")
+            rest = f"({rest}) / {b.sizes[d]}"
+            conds.append(f"pj_x{d} >= 0 && pj_x{d} < {a}_shape{d}")
+            terms.append(f"pj_x{d} * {a}_stride{d}")
+        out.append(f"{pad}    if ({' && '.join(reversed(conds))}) pj_{a}_loc[pj_e] = {a}[{' + '.join(terms)}];")
+        out.append(f"{pad}}}")
+        return out
+
     def preamble(self, needs_fp64: bool) -> str:
         parts = []
         if needs_fp64:
@@ -332,10 +402,27 @@ class OpenCLEmitter:
 
     def program(self) -> OpenCLProgram:
         phases, kernels = [], []
+        wanted = prefetches(self.model)
+        done: set[str] = set()
         for nodes, dims in split_phases(self.tree):
             name = f"{self.model.name}_p{len(phases)}"
+            nest = find_group_nest(self.model, dims[0]) if dims else None
+            if nest is not None:
+                loops = {f.name for f in nest.between}
+                boxes = [footprint(self.model, nest, a, lp) for a, lp in wanted.items() if lp in loops]
+                done |= {b.array for b in boxes}
+                kernels.append(self.group_kernel(name, nest, boxes))
+                phases.append(Phase(name, tuple(a.group for a in nest.axes), tuple(a.size for a in nest.axes)))
+                continue
             kernels.append(self.kernel(name, nodes, dims))
             phases.append(Phase(name, dims))
+        for array, loop in wanted.items():
+            if array not in done:
+                raise ScheduleError(f"prefetch={{'{array}': '{loop}'}} needs loop `{loop}` to lie in a loop nest "
+                                    "mapped to OpenCL work-groups, between the work-group loops and the "
+                                    "work-item loops (both halves of each split loop parallel, e.g. tile={'i': "
+                                    "16, 'j': 16, 'k': 16}, parallel=('i_outer', 'j_outer', 'i_inner', "
+                                    "'j_inner')); this schedule has none there")
         body = "\n\n".join(kernels)
         needs_fp64 = "double" in body or any(t == "float64" for t in self.types.values())
         source = self.preamble(needs_fp64) + "\n\n" + body + "\n"

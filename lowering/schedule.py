@@ -23,26 +23,40 @@ def apply_hints(model: KernelModel, options) -> KernelModel:
     if getattr(options, "sequential", False):
         return replace(model, schedule=model.original_schedule(), tags=())
     if not has_hints(options) and not model.tags:
-        return auto_schedule(model)
+        return _prefetch(auto_schedule(model), options)
+    tail = getattr(options, "tail", "guard")
+
+    def tail_of(loop: str) -> str:  # "separate" for all splits, or per source loop name
+        return tail.get(loop, "guard") if isinstance(tail, dict) else tail
+
+    if isinstance(tail, dict):
+        split_loops = [n for kw in ("split", "tile", "unroll", "vectorize")
+                       if isinstance(getattr(options, kw), dict) for n in getattr(options, kw)]
+        for name in tail:
+            if name not in split_loops:
+                raise ScheduleError(f"tail={tail!r} names loop `{name}`, which no split=, tile=, unroll= or "
+                                    f"vectorize= factor splits; split loops: {', '.join(split_loops) or '(none)'}")
+
     for name, factor in (options.split or {}).items():
-        model = T.split(model, name, factor)
+        model = T.split(model, name, factor, tail=tail_of(name))
     if options.tile:
-        model = T.tile(model, options.tile)
+        model = T.tile(model, options.tile, tail={name: tail_of(name) for name in options.tile})
     if options.order:
         model = T.reorder(model, tuple(options.order))
     if isinstance(options.unroll, str):
         model = T.unroll(model, options.unroll)
     else:
         for name, factor in (options.unroll or {}).items():
-            model = T.unroll(model, name, factor)
+            model = T.unroll(model, name, factor, tail=tail_of(name))
     if isinstance(options.vectorize, str):
         model = T.vectorize(model, options.vectorize)
     else:
         for name, width in (options.vectorize or {}).items():
-            model = T.vectorize(model, name, width)
+            model = T.vectorize(model, name, width, tail=tail_of(name))
     if options.parallel:
         for name in (options.parallel,) if isinstance(options.parallel, str) else tuple(options.parallel):
             model = T.parallelize(model, name)
+    model = _prefetch(model, options)
     if options.schedule is not None:
         model = options.schedule(model)
         if not isinstance(model, KernelModel):
@@ -51,6 +65,13 @@ def apply_hints(model: KernelModel, options) -> KernelModel:
         check_legal(model, _describe(options))
     if options.vectorize is None:  # where the hints are silent about SIMD, the heuristic decides
         model = vectorize_innermost(model)
+    return model
+
+
+def _prefetch(model: KernelModel, options) -> KernelModel:
+    """prefetch= as tags; the OpenCL emitter checks that the nest is mapped to work-groups."""
+    for array, loop in (getattr(options, "prefetch", None) or {}).items():
+        model = T.prefetch(model, array, loop)
     return model
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel, SchedDim
+from .tails import TAIL_STRATEGIES, separate_key
 
 
 def _schedule(model: KernelModel):
@@ -22,15 +23,26 @@ def _require(model: KernelModel, name: str, keyword: str) -> None:
                             f"{', '.join(model.loop_names()) or '(none)'}")
 
 
+def _check_tail(tail, loop: str) -> None:
+    if tail not in TAIL_STRATEGIES:
+        raise ScheduleError(f"tail={tail!r} for loop `{loop}` is not a tail strategy; write tail=\"guard\" "
+                            "(partial tiles run with bound guards, the default) or tail=\"separate\" (full "
+                            "tiles run guard-free, the remainder after them as its own loop)")
+
+
 def split(model: KernelModel, loop: str, factor: int, *, outer: str | None = None,
-          inner: str | None = None) -> KernelModel:
+          inner: str | None = None, tail: str = "guard") -> KernelModel:
     """Splits `loop` into `loop_outer` and `loop_inner`, preserving `i == i_inner + factor*i_outer`.
 
-    The last tile may be partial: isl's AST builder guards it with min() bounds.
+    Partial tiles (at either end of the range) run with min()/max() bounds from isl's AST builder
+    (`tail="guard"`), or, with `tail="separate"`, full tiles run in a loop nest of their own whose inner
+    bounds are the constants 0..factor-1 and partial tiles in separate nests before/after it (tails.py);
+    the order of all instances is the same either way.
     """
     _require(model, loop, "split=")
     if not isinstance(factor, int) or factor < 1:
         raise ScheduleError(f"split factor for `{loop}` must be a positive integer, not {factor!r}")
+    _check_tail(tail, loop)
     outer, inner = outer or f"{loop}_outer", inner or f"{loop}_inner"
     out = []
     for iid, dims in _schedule(model):
@@ -43,6 +55,8 @@ def split(model: KernelModel, loop: str, factor: int, *, outer: str | None = Non
                 new.append(d)
         out.append((iid, tuple(new)))
     tags = tuple((inner if n == loop and t in ("vector", "unroll") else n, t) for n, t in model.tags)
+    if tail == "separate":
+        tags += ((separate_key(outer, inner), "separate"),)
     return replace(model, schedule=tuple(out), tags=tags)
 
 
@@ -76,13 +90,14 @@ def reorder(model: KernelModel, order: tuple[str, ...]) -> KernelModel:
     return replace(model, schedule=tuple(out))
 
 
-def tile(model: KernelModel, sizes: dict[str, int]) -> KernelModel:
+def tile(model: KernelModel, sizes: dict[str, int], *, tail: str | dict[str, str] = "guard") -> KernelModel:
     """Splits each loop of `sizes` and nests all `_outer` loops outside all `_inner` loops.
 
-    Identity preserved per loop: `i == i_inner + size*i_outer`.
+    Identity preserved per loop: `i == i_inner + size*i_outer`. `tail` is split's strategy, for all loops or
+    per loop name (missing names: "guard").
     """
     for name, f in sizes.items():
-        model = split(model, name, f)
+        model = split(model, name, f, tail=tail.get(name, "guard") if isinstance(tail, dict) else tail)
     names = list(sizes)
     return reorder(model, tuple(f"{n}_outer" for n in names) + tuple(f"{n}_inner" for n in names))
 
@@ -99,24 +114,42 @@ def parallelize(model: KernelModel, loop: str) -> KernelModel:
     return _tag(model, loop, "parallel")
 
 
-def vectorize(model: KernelModel, loop: str, width: int | None = None) -> KernelModel:
-    """Runs `loop` in SIMD lanes; with `width`, splits it first (`i == i_inner + width*i_outer`) and
-    vectorizes `i_inner`."""
+def vectorize(model: KernelModel, loop: str, width: int | None = None, *, tail: str = "guard") -> KernelModel:
+    """Runs `loop` in SIMD lanes; with `width`, splits it first (`i == i_inner + width*i_outer`, partial
+    tiles handled by `tail` as in split) and vectorizes `i_inner`."""
     _require(model, loop, "vectorize=")
+    _check_tail(tail, loop)
     if width is not None:
-        model = split(model, loop, width)
+        model = split(model, loop, width, tail=tail)
         loop = f"{loop}_inner"
     return _tag(model, loop, "vector")
 
 
-def unroll(model: KernelModel, loop: str, factor: int | None = None) -> KernelModel:
+def unroll(model: KernelModel, loop: str, factor: int | None = None, *, tail: str = "guard") -> KernelModel:
     """Unrolls `loop` completely (its trip count must be a constant), or by `factor` after splitting
-    (`i == i_inner + factor*i_outer`, `i_inner` unrolled)."""
+    (`i == i_inner + factor*i_outer`, `i_inner` unrolled, partial tiles handled by `tail` as in split)."""
     _require(model, loop, "unroll=")
+    _check_tail(tail, loop)
     if factor is not None:
-        model = split(model, loop, factor)
+        model = split(model, loop, factor, tail=tail)
         loop = f"{loop}_inner"
     return _tag(model, loop, "unroll")
+
+
+def prefetch(model: KernelModel, array: str, loop: str) -> KernelModel:
+    """On OpenCL, copies the tile of `array` that a work-group reads inside `loop` into __local memory at
+    every iteration of `loop`, and reads it from there (workgroups.py); native targets ignore it.
+
+    Identity: every read returns the same element value (the array is only read by the kernel). Needs the
+    nest mapped to work-groups, checked when the OpenCL C is generated.
+    """
+    _require(model, loop, "prefetch=")
+    arg = model.argument(array)
+    if arg is None or arg.kind != "array":
+        arrays = ", ".join(a.name for a in model.arguments if a.kind == "array") or "(none)"
+        raise ScheduleError(f"prefetch= names `{array}`, which is not an array argument; arrays: {arrays}")
+    tags = [(n, t) for n, t in model.tags if not (n == array and t.startswith("prefetch:"))]
+    return replace(model, tags=tuple(tags) + ((array, f"prefetch:{loop}"),))
 
 
 def distribute(model: KernelModel, loop: str) -> KernelModel:

@@ -15,7 +15,7 @@ its program. Each failure is reduced by delta debugging (drop statements, unwrap
 expressions by sub-expressions, drop schedule keywords, shrink n) while the failure class persists, and
 written as a standalone reproducer `.py` (inputs, observed vs expected in a comment) into --keep DIR.
 
-min/max and `a if c else b` get operands of mixed types a quarter of the time: Python returns the chosen operand
+min/max and `a if c else b` get operands of mixed types in 8% of cases: Python returns the chosen operand
 with its own type, so polyjit accepts them only where the use gives the same for either choice (stored
 into an array, combined with a numpy value) and raises TypingError elsewhere (counted as "beyond static
 types"); the rest wrap the operands in float(). Float accumulators start as np.float64(0.0) rather than 0.0
@@ -396,12 +396,12 @@ class Gen:
         if k == "unary":
             return Expr("-{0}", [Expr("({0})", [sub()], kind)], kind)
         if k == "minmax":  # mixed types half the time: accepted where the use hides the type, else TypingError
-            fmt = "({0}, {1})" if kind == "i" or r.random() < 0.25 else "(float({0}), float({1}))"
+            fmt = "({0}, {1})" if kind == "i" or r.random() < 0.08 else "(float({0}), float({1}))"
             return Expr(r.choice(["min", "max"]) + fmt, [sub(), mixed()], kind)
         if k == "abs":
             return Expr("abs({0})", [sub()], kind)
         if k == "ifexp":  # as min/max: the chosen operand keeps its own type in Python
-            fmt = "({1} if {0} else {2})" if kind == "i" or r.random() < 0.25 else \
+            fmt = "({1} if {0} else {2})" if kind == "i" or r.random() < 0.08 else \
                 "(float({1}) if {0} else float({2}))"
             return Expr(fmt, [self.cond(scope, temps), sub(), sub()], kind)
         if k == "div":

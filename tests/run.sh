@@ -9,7 +9,8 @@ echo "== full suite, default target (native at the machine's tier)"
 python3 -m pytest -p no:cacheprovider
 for isa in sse2 avx2; do
     echo "== native, POLYJIT_ISA=$isa"
-    POLYJIT_TARGET=native POLYJIT_ISA=$isa python3 -m pytest -p no:cacheprovider $DIFF
+    POLYJIT_TARGET=native POLYJIT_ISA=$isa python3 -m pytest -p no:cacheprovider $DIFF tests/test_entry.py
 done
 echo "== OpenCL (pocl)"
-POLYJIT_TARGET=opencl python3 -m pytest -p no:cacheprovider $DIFF tests/test_errors.py
+POLYJIT_TARGET=opencl python3 -m pytest -p no:cacheprovider $DIFF tests/test_errors.py tests/test_workgroups.py \
+    tests/test_regressions.py

@@ -99,6 +99,26 @@ LEGAL = [
     ("prefix split", prefix_sum, dict(split={"i": 4})),
     ("skewed parallel j", skewed, dict(parallel="j")),
     ("row sums parallel", row_sums, dict(parallel="i")),
+    # tail="separate": full tiles guard-free, partial ones in nests of their own (order unchanged)
+    ("prefix split separate", prefix_sum, dict(split={"i": 4}, tail="separate")),
+    ("gemm tile separate", gemm, dict(tile={"i": 4, "j": 3}, parallel="i_outer", tail="separate")),
+    ("gemm tile3 separate j", gemm, dict(tile={"i": 4, "j": 4, "k": 3}, tail={"j": "separate"})),
+    ("gemm unroll separate", gemm, dict(unroll={"j": 2}, tail="separate")),
+    ("gemm split+unroll separate", gemm, dict(split={"k": 3}, unroll="k_inner", tail="separate")),
+    ("gemm vectorize separate", gemm, dict(vectorize={"j": 4}, tail="separate")),
+    ("jacobi tile separate", jacobi_2d, dict(tile={"i": 4, "j": 4}, parallel="i_outer", tail="separate")),
+    ("seidel split separate", seidel_2d, dict(split={"j": 3}, tail={"j": "separate"})),
+    ("lu split separate", lu, dict(split={"j": 3}, tail="separate")),
+    # both halves of split loops parallel: work-groups x work-items on OpenCL, threads over i_outer natively
+    ("gemm workgroups", gemm, dict(tile={"i": 4, "j": 3}, parallel=("i_outer", "j_outer", "i_inner", "j_inner"))),
+    ("gemm workgroups separate", gemm, dict(tile={"i": 4, "j": 3}, tail="separate",
+                                            parallel=("i_outer", "j_outer", "i_inner", "j_inner"))),
+    ("gemm workgroups prefetch", gemm, dict(tile={"i": 4, "j": 4, "k": 3},
+                                            parallel=("i_outer", "j_outer", "i_inner", "j_inner"),
+                                            prefetch={"A": "k_outer", "B": "k_outer"})),
+    ("jacobi workgroups", jacobi_2d, dict(tile={"i": 4, "j": 4},
+                                          parallel=("i_outer", "j_outer", "i_inner", "j_inner"))),
+    ("row sums workgroups", row_sums, dict(split={"i": 3}, parallel=("i_outer", "i_inner"))),
 ]
 
 ILLEGAL = [
@@ -225,3 +245,71 @@ def test_distribute_and_fuse_preserve_results():
     bad = polyjit.kernel(prefix_sum, schedule=lambda m: T.split(m, "i", 2), parallel="i_inner")
     with pytest.raises(polyjit.ScheduleError):
         bad(np.arange(6.0))
+
+
+# -- tail strategies ------------------------------------------------------------------------------------------
+
+def scale_add(x, y):
+    for i in range(len(x)):
+        y[i] = 2.0 * x[i] + y[i]
+
+
+def shifted(x):
+    for i in range(1, len(x)):
+        x[i] = x[i] + 3.0 * i
+
+
+TAIL_SIZES = [0, 1, 3, 5, 9, 13]  # factor 4: 0, 1, f-1, f+1, odd
+
+
+@pytest.mark.parametrize("tail", ["guard", "separate"])
+@pytest.mark.parametrize("n", TAIL_SIZES)
+def test_tail_strategies_match_python_on_awkward_sizes(tail, n):
+    rng = np.random.default_rng(n)
+    check(polyjit.kernel(scale_add, split={"i": 4}, tail=tail), rng.random(n), rng.random(n))
+    check(polyjit.kernel(shifted, split={"i": 4}, tail=tail), rng.random(n))
+    check(polyjit.kernel(prefix_sum, unroll={"i": 4}, tail=tail), rng.random(n))
+    m = max(n - 2, 0)
+    check(polyjit.kernel(gemm, tile={"i": 4, "j": 4}, tail={"i": tail, "j": "separate"}),
+          rng.random((n, 3)), rng.random((3, m)), rng.random((n, m)))
+    check(polyjit.kernel(gemm, schedule=lambda md: T.tile(md, {"i": 4, "k": 4}, tail=tail)),
+          rng.random((m, n)), rng.random((n, 2)), rng.random((m, 2)))
+
+
+def test_separate_tail_runs_full_tiles_without_guards():
+    text = polyjit.kernel(scale_add, split={"i": 4}, tail="separate").inspect_schedule(np.zeros(10), np.zeros(10))
+    structure = text.split("loop structure:\n")[1]
+    assert "i_outer/i_inner=separate" in text
+    # the full tiles: a count of whole tiles, and the inner loop's constant bounds, no min()
+    assert "for c2 = 0; (c2 < (x_shape0 // 4)); c2 += 1:  # i_outer" in structure
+    assert "  for c3 = 0; (c3 <= 3); c3 += 1:  # i_inner" in structure
+    # the remainder, after them and on its own
+    assert structure.index("// 4)); c2") < structure.index("if ((x_shape0 % 4) >= 1):")
+    assert "min(" not in structure
+    guarded = polyjit.kernel(scale_add, split={"i": 4}).inspect_schedule(np.zeros(10), np.zeros(10))
+    assert "min(3, ((x_shape0 - (4 * c1)) - 1))" in guarded
+
+
+def test_separate_tail_keeps_the_order_of_a_loop_starting_mid_tile():
+    text = polyjit.kernel(prefix_sum, split={"i": 4}, tail="separate").inspect_schedule(np.zeros(11))
+    assert "for c3 = 0; (c3 <= 3); c3 += 1:  # i_inner" in text  # full tiles guard-free
+    check(polyjit.kernel(prefix_sum, split={"i": 4}, tail="separate"), np.arange(11.0))
+
+
+@pytest.mark.parametrize("bad", ["round", "shift", None, 3, {"i": "up"}])
+def test_unknown_tail_is_refused_with_the_valid_spellings(bad):
+    with pytest.raises(polyjit.ScheduleError, match="separate"):
+        polyjit.kernel(scale_add, split={"i": 4}, tail=bad)
+
+
+def test_tail_for_a_loop_that_is_not_split_is_refused():
+    with pytest.raises(polyjit.ScheduleError, match="no split="):
+        polyjit.kernel(scale_add, split={"i": 4}, tail={"j": "separate"})(np.zeros(3), np.zeros(3))
+
+
+def test_unknown_tail_in_a_schedule_callable_is_refused():
+    k = polyjit.kernel(scale_add, schedule=lambda m: T.split(m, "i", 4, tail="round_up"))
+    with pytest.raises(polyjit.ScheduleError, match='tail="separate"'):
+        k(np.zeros(5), np.zeros(5))
+    with pytest.raises(TypeError):
+        T.split(None, "i", 4, "separate")  # tail is keyword-only
