@@ -210,7 +210,7 @@ class Kernel:
         functions = [load(encode(allocate(ph.function.program())), ph.function.c_signature()) for ph in phases]
         trips = [trip_count_source(ph.loop.init, ph.loop.cond, ph.loop.step) if ph.parallel else None
                  for ph in phases]
-        spec = spec_from_model(model, layout, trips, checks, foreign)
+        spec = spec_from_model(model, layout, trips, checks, foreign, [ph.sums for ph in phases])
         entry = None if key is None else make_entry(spec, key, functions)
         trace.times["assemble+load"] = time.perf_counter() - t0
         compiled = NativeKernel(spec, functions, entry=entry)
@@ -250,7 +250,7 @@ class Kernel:
         args = self._bind(args, kwargs)
         model = build_model(self.program(), self.signature(args), fastmath=self.options.fastmath)
         origin = "hints" if has_hints(self.options) or model.tags else "heuristic"
-        model = apply_hints(model, self.options)
+        model = apply_hints(model, self.options, target=self.target)
         sched = "\n".join(f"  {iid}: [{', '.join(map(str, dims))}]" for iid, dims in model.schedule)
         tags = ", ".join(f"{n}={t}" for n, t in model.tags) or "(none)"
         return f"schedule ({origin}):\n{sched}\ntags: {tags}\nloop structure:\n{build_loop_tree(model)}"

@@ -12,7 +12,7 @@ from .native_runtime import Entry
 _FORMAT = {"float64": "d", "float32": "f4x", "uint64": "Q"}
 
 
-def spec_from_model(model, layout, trips, check_source, foreign=frozenset()):
+def spec_from_model(model, layout, trips, check_source, foreign=frozenset(), sums=()):
     from .lowering.layout import NativeSpec
     params = tuple((p.name, p.source.name, None) if hasattr(p.source, "name") else
                    (p.name, p.source.array, p.source.dim) for p in model.params)
@@ -23,7 +23,7 @@ def spec_from_model(model, layout, trips, check_source, foreign=frozenset()):
                       tuple((c.error, c.message) for c in model.checks), check_source,
                       frozenset(model.written_arrays()),
                       tuple((t.name, t.dtype, t.shape) for t in model.temporaries if t.shape), result, layout,
-                      tuple(trips), foreign)
+                      tuple(trips), foreign, tuple(sums))
 
 
 def caller_source(spec) -> str:
@@ -108,7 +108,8 @@ def caller_source(spec) -> str:
         if trip is None:
             lines.append(f"    f{k}(blk, 0, 0, *ptrs)")
         else:
-            lines.append(f"    run_parallel(f{k}, blk, n{k}, ptrs)")
+            sums = tuple((8 * slot, dt) for slot, dt in (spec.sums[k] if spec.sums else ()))
+            lines.append(f"    run_parallel(f{k}, blk, n{k}, ptrs, block, {sums!r}, {8 * layout.error})")
     lines.append(f"    err = blk[{layout.error}]")
     lines.append("    if err:")
     lines.append("        raise IndexError(checks[err - 1][1])")

@@ -32,7 +32,10 @@ def pool(n: int):
         return _pool["pool"]
 
 
-def run_parallel(cfunc, block, n, pointers):
+def run_parallel(cfunc, block, n, pointers, raw=None, sums=(), error=0):
+    """Iterations 0..n-1 of a parallel phase in chunks on threads. With `sums` ((byte offset, dtype) of
+    fastmath sums in the argument block `raw`), each chunk gets its own copy of the block with the sums at
+    zero, and the partial sums are added to the block's values in chunk order afterwards."""
     if n < 2 * MIN_CHUNK:  # one chunk: no threads (and no environment look-up)
         if n > 0:
             cfunc(block, 0, n, *pointers)
@@ -43,9 +46,43 @@ def run_parallel(cfunc, block, n, pointers):
             cfunc(block, 0, n, *pointers)
         return
     step = -(-n // threads)
-    futures = [pool(threads).submit(cfunc, block, lo, min(n, lo + step), *pointers) for lo in range(0, n, step)]
+    chunks = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+    if not sums:
+        blocks = [block] * len(chunks)
+    else:
+        from .asm.loader import ffi
+        copies = [bytearray(raw) for _ in chunks]
+        for c in copies:
+            for offset, dtype in sums:
+                struct.pack_into(_SLOT[dtype], c, offset, 0)
+        blocks = [ffi.from_buffer("int64_t[]", c) for c in copies]
+    futures = [pool(threads).submit(cfunc, b, lo, hi, *pointers) for b, (lo, hi) in zip(blocks, chunks)]
     for fut in futures:
         fut.result()
+    if sums:
+        _combine(raw, copies, sums, error)
+
+
+def _combine(raw, copies, sums, error) -> None:
+    for offset, dtype in sums:
+        fmt = _SLOT[dtype]
+        total = struct.unpack_from(fmt, raw, offset)[0]
+        for c in copies:
+            total += struct.unpack_from(fmt, c, offset)[0]
+        if dtype[0] in "iu":  # wrap around like the machine's integers
+            bits = 8 * np.dtype(dtype).itemsize
+            total &= (1 << bits) - 1
+            if dtype[0] == "i" and total >> (bits - 1):
+                total -= 1 << bits
+        struct.pack_into(fmt, raw, offset, total)
+    failed = next((c for c in copies if struct.unpack_from("q", c, error)[0]), None)
+    if failed is not None:  # the first chunk that met a run-time check error reports it
+        struct.pack_into("q", raw, error, struct.unpack_from("q", failed, error)[0])
+
+
+# how the argument block holds a scalar local (ints sign- or zero-extended to 64 bits)
+_SLOT = {"float64": "d", "float32": "f", "int64": "q", "int32": "q", "int16": "q", "int8": "q", "uint64": "Q",
+         "uint32": "q", "uint16": "q", "uint8": "q", "bool": "q"}
 
 
 _CAPI: dict = {}

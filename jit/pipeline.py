@@ -41,7 +41,7 @@ def compile_opencl(program, signature: dict, options, trace: Trace):
     from .lowering.schedule import apply_hints
 
     model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
-    model = trace.stage("schedule", apply_hints, model, options)
+    model = trace.stage("schedule", apply_hints, model, options, target="opencl")
     tree = trace.stage("looptree", build_loop_tree, model)
     code = trace.stage("opencl", emit_opencl, model, tree, arrays_overlap=options.sequential)
     checks = check_function_source(model)
@@ -57,7 +57,7 @@ def compile_native(program, signature: dict, options, trace: Trace, isa: str):
     from .lowering.schedule import apply_hints
 
     model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
-    model = trace.stage("schedule", apply_hints, model, options)
+    model = trace.stage("schedule", apply_hints, model, options, target="native")
     tree = trace.stage("looptree", build_loop_tree, model)
     phases = trace.stage("asm", lambda: _Listing(emit_native(model, tree, isa)))
     return model, tree, phases.phases, block_layout(model), check_function_source(model)

@@ -10,7 +10,7 @@ from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from . import transform as T
-from .legality import carried, escaping, violated
+from .legality import carried, escaping, parallel_sums, violated
 
 
 def _unit_stride_score(model: KernelModel, loop: str) -> int:
@@ -40,7 +40,9 @@ def _nests(model: KernelModel):
     return list(bands.values())
 
 
-def auto_schedule(model: KernelModel) -> KernelModel:
+def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False) -> KernelModel:
+    """Interchange for unit stride, the outermost dependence-free loop parallel (fastmath sums too where the
+    target combines per-thread partial sums), the innermost vectorized."""
     for names in _nests(model):
         if len(names) >= 2:
             best = max(names, key=lambda n: (_unit_stride_score(model, n), names.index(n)))
@@ -54,7 +56,8 @@ def auto_schedule(model: KernelModel) -> KernelModel:
                     pass
     for names in _nests(model):
         for name in names:
-            if carried(model, name) is None and escaping(model, name) is None:
+            sums = parallel_sums(model, parallel_reductions)
+            if carried(model, name, allow_reductions=bool(sums)) is None and escaping(model, name, sums) is None:
                 model = T.parallelize(model, name)
                 break
     return vectorize_innermost(model)

@@ -80,9 +80,11 @@ class NativeSpec(PlainRecord):
     arguments: (name, "array" | "scalar", dtype); params: (name, argument name, dim or None for an integer
     argument); checks: (exception name, message); temporaries: (name, dtype, shape as parameter names);
     result: (slot name, dtype, weak) or None; trips: per phase, the Python source of a parallel phase's
-    iteration count, or None; foreign: arrays in non-native byte order, staged through native copies.
+    iteration count, or None; foreign: arrays in non-native byte order, staged through native copies;
+    sums: per phase, the (slot, dtype) of fastmath sums whose per-thread partial sums are combined.
     """
 
     __slots__ = ("name", "arguments", "params", "checks", "check_source", "written", "temporaries", "result",
-                 "layout", "trips", "foreign")
+                 "layout", "trips", "foreign", "sums")
     default_foreign = frozenset()
+    default_sums = ()

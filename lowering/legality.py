@@ -92,11 +92,12 @@ def carried(model: KernelModel, name: str, *, allow_reductions: bool = False) ->
     return None
 
 
-def escaping(model: KernelModel, name: str) -> Dependence | None:
+def escaping(model: KernelModel, name: str, exempt=frozenset()) -> Dependence | None:
     """A scalar written inside loop `name` and read after it: threads and work-items each have their own copy
-    of a scalar, so a parallel loop cannot hand its value on (the flow dependence, or None)."""
+    of a scalar, so a parallel loop cannot hand its value on (the flow dependence, or None). `exempt`: sums
+    the runtime combines from the threads' partial sums."""
     where = loop_positions(model, name)
-    scalars = {t.name for t in model.temporaries if not t.shape}
+    scalars = {t.name for t in model.temporaries if not t.shape} - set(exempt)
     for dep in model.dependences:
         if dep.kind == "flow" and dep.array in scalars and dep.source in where and dep.sink not in where:
             return dep
@@ -125,8 +126,15 @@ def describe(model: KernelModel, dep: Dependence, bad: isl.Map) -> str:
             f"`{dep.array}` {verb}" + (f" (with {', '.join(params)})" if params else ""))
 
 
-def check_legal(model: KernelModel, what: str = "the schedule") -> None:
-    """Raise ScheduleError if the schedule breaks a dependence or a parallel/vector loop carries one."""
+def parallel_sums(model: KernelModel, parallel_reductions: bool) -> set[str]:
+    """Sums a parallel loop may carry: with fastmath, on targets that combine per-thread partial sums."""
+    return reduction_scalars(model) if parallel_reductions and model.fastmath else set()
+
+
+def check_legal(model: KernelModel, what: str = "the schedule", *, parallel_reductions: bool = False) -> None:
+    """Raise ScheduleError if the schedule breaks a dependence or a parallel/vector loop carries one.
+
+    `parallel_reductions`: the target privatizes fastmath sums per thread and combines them (native)."""
     found = violated(model)
     if found:
         raise ScheduleError(f"{what} reverses " + describe(model, *found),
@@ -134,7 +142,7 @@ def check_legal(model: KernelModel, what: str = "the schedule") -> None:
     for name, tag in model.tags:
         if tag not in ("parallel", "vector"):
             continue
-        found = carried(model, name, allow_reductions=tag == "vector" and model.fastmath)
+        found = carried(model, name, allow_reductions=model.fastmath and (tag == "vector" or parallel_reductions))
         if found:
             how = "in parallel" if tag == "parallel" else "in vector lanes"
             line = next((lp.line for lp in model.loops if lp.name == name), 0)
@@ -142,7 +150,7 @@ def check_legal(model: KernelModel, what: str = "the schedule") -> None:
             raise ScheduleError(f"loop `{name}`{at} cannot run {how}: it carries " + describe(model, *found),
                                 hint="use range() for this loop, choose another loop, "
                                      "or pass unsafe=True if you know better")
-        out = escaping(model, name) if tag == "parallel" else None
+        out = escaping(model, name, parallel_sums(model, parallel_reductions)) if tag == "parallel" else None
         if out is not None:
             src, snk = model.instruction(out.source), model.instruction(out.sink)
             raise ScheduleError(f"loop `{name}` cannot run in parallel: `{out.array}` is assigned in it (line "

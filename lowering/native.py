@@ -20,6 +20,7 @@ from ..analysis import expr as E
 from ..analysis.model import KernelModel
 from ..asm import Function, Mem
 from .layout import POINTER_ARGS, block_layout
+from .legality import reduction_scalars
 from .looptree import For, If, LoopTree, Run
 from .native_numeric import SIGNED, UNSIGNED, NumericCode
 from .opencl import split_phases
@@ -38,6 +39,7 @@ class NativePhase:
     function: Function
     parallel: bool
     loop: For | None = None
+    sums: tuple = ()  # (slot, dtype) of fastmath sums whose per-thread partial sums the runtime combines
 
 
 class NativeEmitter(NumericCode):
@@ -49,6 +51,7 @@ class NativeEmitter(NumericCode):
         self.types = {a.name: a.dtype for a in model.arguments}
         self.types.update({t.name: t.dtype for t in model.temporaries})
         self.layout = block_layout(model)
+        self.sums = reduction_scalars(model) if model.fastmath else set()
 
     # -- phase functions --------------------------------------------------------------------------------
     def phases(self) -> tuple[NativePhase, ...]:
@@ -56,7 +59,8 @@ class NativeEmitter(NumericCode):
         for nodes, dims in split_phases(self.tree):  # threads take the outermost parallel loop
             name = f"{self.model.name}_p{len(out)}"
             loop = dims[0] if dims else None
-            out.append(NativePhase(name, self.function(name, nodes, loop), loop is not None, loop))
+            sums = tuple((slot, self.types[n]) for n, slot in self.layout.locals if n in self.sums) if loop else ()
+            out.append(NativePhase(name, self.function(name, nodes, loop), loop is not None, loop, sums))
         return tuple(out)
 
     def function(self, name, nodes, parallel: For | None) -> Function:
@@ -98,6 +102,9 @@ class NativeEmitter(NumericCode):
             f.add(var, parallel.step)
             f.jmp(top)
             f.bind(done)
+            for name_, slot in self.layout.locals:  # this chunk's partial sums, for the runtime to combine
+                if name_ in self.sums:
+                    self.store_slot(slot, self.types[name_], self.regs[name_])
         f.ret()
         return f
 

@@ -17,13 +17,15 @@ def has_hints(options) -> bool:
     return any(getattr(options, kw) for kw in KEYWORDS)
 
 
-def apply_hints(model: KernelModel, options) -> KernelModel:
+def apply_hints(model: KernelModel, options, *, target: str = "native") -> KernelModel:
     """The model with the decorator's schedule hints applied (or the heuristic's, when none are given),
-    after checking them against the dependences unless `unsafe=True`."""
+    after checking them against the dependences unless `unsafe=True`. Native threads combine fastmath sums
+    of a parallel loop; OpenCL work-items do not (yet)."""
+    reductions = target == "native"
     if getattr(options, "sequential", False):
         return replace(model, schedule=model.original_schedule(), tags=())
     if not has_hints(options) and not model.tags:
-        return _prefetch(auto_schedule(model), options)
+        return _prefetch(auto_schedule(model, parallel_reductions=reductions), options)
     tail = getattr(options, "tail", "guard")
 
     def tail_of(loop: str) -> str:  # "separate" for all splits, or per source loop name
@@ -62,7 +64,7 @@ def apply_hints(model: KernelModel, options) -> KernelModel:
         if not isinstance(model, KernelModel):
             raise ScheduleError(f"schedule= must return a KernelModel, not {type(model).__name__}")
     if not options.unsafe:
-        check_legal(model, _describe(options))
+        check_legal(model, _describe(options), parallel_reductions=reductions)
     if options.vectorize is None:  # where the hints are silent about SIMD, the heuristic decides
         model = vectorize_innermost(model)
     return model

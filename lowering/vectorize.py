@@ -387,7 +387,12 @@ class Vectorizer:
         hi = f.xmm()
         f.movaps(hi, v) if not em.vex else f.vmovaps(hi, v)
         f.movhlps(hi, v)
-        s = em.fop("add", "float32", v, hi)
+        s = f.xmm()  # all four lanes: (v0+v2, v1+v3, ...); a scalar add here lost lane 3
+        if em.vex:
+            f.vaddps(s, v, hi)
+        else:
+            f.movaps(s, v)
+            f.addps(s, hi)
         sh = f.xmm()
         if em.vex:
             f.vshufps(sh, s, s, 1)

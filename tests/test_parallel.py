@@ -236,3 +236,48 @@ def test_prange_scalar_reduction_is_rejected():
                           "of the enclosing prange loop: a false output dependence rejects a legal parallel loop")
 def test_prange_over_rows_with_overlapping_row_slice():
     check(par_row_reverse, np.arange(20.0).reshape(4, 5))
+
+
+def fm_dot(x, y):
+    s = 0.0
+    for i in polyjit.prange(len(x)):
+        s += x[i] * y[i]
+    return s
+
+
+def fm_int_sum(x, idx):
+    s = 0
+    for i in range(len(idx)):
+        s += x[idx[i]]
+    return s
+
+
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+def test_fastmath_sums_run_on_threads_and_combine(dt, monkeypatch):
+    """prange / the heuristic with fastmath: each thread sums its chunk into a copy of the scalar, the runtime
+    adds the partial sums (native; OpenCL work-items have no combining step, so there it is refused)."""
+    from polyjit import native_runtime
+    monkeypatch.setenv("POLYJIT_NUM_THREADS", "3")
+    big = 3 * native_runtime.MIN_CHUNK + 5
+    x = np.random.default_rng(0).random(big).astype(dt)
+    y = np.random.default_rng(1).random(big).astype(dt)
+    k = polyjit.kernel(fm_dot, fastmath=True, cache=False, target="native")
+    for n in (0, 1, 7, big):
+        check(k, x[:n], y[:n], rtol=1e-4 if dt == np.float32 else 1e-12, exact_type=n > 0)
+    assert "i=parallel" in k.inspect_schedule(x, y)
+    with pytest.raises(polyjit.ScheduleError, match="`s`"):
+        polyjit.kernel(fm_dot, fastmath=True, cache=False, target="opencl")(x[:8], y[:8])
+
+
+def test_threaded_integer_sums_are_exact_and_errors_surface(monkeypatch):
+    from polyjit import native_runtime
+    monkeypatch.setenv("POLYJIT_NUM_THREADS", "2")
+    n = 2 * native_runtime.MIN_CHUNK + 11
+    x = np.arange(n, dtype=np.int64) * 3 - 7
+    idx = np.arange(n)[::-1].copy()
+    k = polyjit.kernel(fm_int_sum, fastmath=True, cache=False, target="native", parallel="i")
+    check(k, x, idx)
+    assert k(x, idx) == int(x.sum())
+    idx[-3] = n + 4  # a data-dependent index out of bounds in the last chunk: the run-time check reports it
+    with pytest.raises(IndexError):
+        k(x, idx)
