@@ -239,6 +239,8 @@ class Gen:
             # change the compiler does not follow (reported); np.float64(0.0) keeps one type.
             # (the compiler now rejects that with TypingError).
             init = ("np.float64(0.0)" if r.random() < 0.7 else "np.float64(0)") if self.acc == "f" else "0"
+            if self.acc == "f" and r.random() < 0.4 and all(dt != "float64" for _, dt in self.arrays.values()):
+                init = "np.float32(0.0)"  # float32 sums: the vector accumulators' float32 paths
             body.append(Assign("s", "=", leaf(init, self.acc)))
         for _ in range(r.randint(1, 3)):
             if r.random() < 0.15:
