@@ -100,7 +100,8 @@ def _capi() -> dict:
         api = ctypes.pythonapi
         fn = {"call": "PyObject_Call", "incref": "Py_IncRef", "aslong": "PyLong_AsLongLong",
               "errclear": "PyErr_Clear", "setstr": "PyErr_SetString", "fromdouble": "PyFloat_FromDouble",
-              "fromlong": "PyLong_FromLongLong", "callobj": "PyObject_CallFunctionObjArgs", "decref": "Py_DecRef"}
+              "fromlong": "PyLong_FromLongLong", "callobj": "PyObject_CallFunctionObjArgs", "decref": "Py_DecRef",
+              "savethread": "PyEval_SaveThread", "restorethread": "PyEval_RestoreThread"}
         _CAPI.update({k: dlsym(api._handle, name) for k, name in fn.items()})
         _CAPI.update({"none": id(None), "array_type": id(np.ndarray), "indexerr": id(IndexError),
                       "par_limit": 2 * MIN_CHUNK})
@@ -132,7 +133,7 @@ class Entry:
         self.data = np.zeros(len(slots), np.int64)
         self.keep = []  # objects whose addresses the data array holds
         for name in ("call", "incref", "none", "array_type", "aslong", "errclear", "setstr", "indexerr",
-                     "fromdouble", "fromlong", "callobj", "decref", "par_limit"):
+                     "fromdouble", "fromlong", "callobj", "decref", "par_limit", "savethread", "restorethread"):
             self.data[self.slots[name]] = api[name]
         for k, kind in enumerate(kinds):
             if kind[0] in ("pyfloat", "pyint"):

@@ -22,7 +22,8 @@ from ..asm import Function, Mem, Reg
 
 # C API entries and objects the runtime puts in the data array, in this order.
 FIXED = ("slow", "call", "incref", "none", "array_type", "aslong", "errclear", "setstr", "indexerr",
-         "fromdouble", "fromlong", "callobj", "decref", "result_type", "valid", "par_limit")
+         "fromdouble", "fromlong", "callobj", "decref", "result_type", "valid", "par_limit", "savethread",
+         "restorethread", "busy")
 # numpy's PyArrayObject: data, nd, dimensions, strides, base, descr, flags after the object header
 DATA, ND, DIMS, STRIDES, BASE, DESCR, FLAGS = 16, 24, 32, 40, 48, 56, 64
 WRITEABLE = 0x0400
@@ -155,10 +156,16 @@ class _EntryBuilder:
             if trip is not None:  # threads pay here: the Python path runs them
                 f.cmp(limit, self.d(f"trip{p}"))
                 f.jle(slow)
+        # the GIL is released while the phases run, so the block is this call's only while `busy` is set
+        # (set and cleared with the GIL held); a call meanwhile from another thread takes the Python path
+        f.cmp(self.d("busy"), 0)
+        f.jne(slow)
+        f.mov(self.d("busy"), 1)
         self.fill_block(objs, values)
         pointers = self.pointers(objs)
         block = f.gp64()
         f.lea(block, self.d("block0"))
+        tstate = self.ccall("savethread")
         for p, trip in enumerate(spec.trips):
             skip = f.label()
             n = f.gp64()
@@ -172,8 +179,10 @@ class _EntryBuilder:
             f.xor(zero.d, zero.d)
             self.ccall(f"phase{p}", block, zero, n, *pointers)
             f.bind(skip)
+        self.ccall("restorethread", tstate)
         err = f.gp64()
         f.mov(err, self.d(f"block{spec.layout.error}"))
+        f.mov(self.d("busy"), 0)  # what is still read from the block is read before any Python code runs
         failed = f.label("failed")
         f.test(err, err)
         f.jnz(failed)
