@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on the Python version
         from hashlib import sha512 as _hash
 
 MAGIC = b"PJC\x03"
-FORMAT = 6
+FORMAT = 7
 DEFAULT_SIZE = 256 * 2**20
 _warned: set[str] = set()
 

@@ -108,7 +108,8 @@ class OpenCLSpec:
     scalars: tuple
     slots: tuple  # scalar locals by scratch slot
     slot_types: tuple
-    phases: tuple  # (kernel name, Python source of the NDRange size or None[, work-group size or None])
+    phases: tuple  # (kernel name, Python source of the NDRange size or None[, work-group size or None[,
+    #                 scratch slots of the fastmath sums whose per-work-item partial sums are added]])
     result: tuple | None  # (slot name, dtype, weak)
     source: str
     fastmath: bool
@@ -123,7 +124,7 @@ def spec_from_model(model, code, check_source: str) -> OpenCLSpec:
         local = tuple(reversed(p.local)) if p.local else None
         counts = ", ".join(trip_count_source(f.init, f.cond, f.step) + (f" * {local[k]}" if local else "")
                            for k, f in enumerate(reversed(p.dims)))
-        phases.append((p.kernel, f"({counts},)" if p.dims else None, local))
+        phases.append((p.kernel, f"({counts},)" if p.dims else None, local, p.sums))
     result = None
     if model.return_value is not None:
         result = (model.return_value, model.temporary(model.return_value).dtype, model.return_weak)
@@ -137,6 +138,21 @@ def spec_from_model(model, code, check_source: str) -> OpenCLSpec:
         code.needs_fp64)
 
 
+def _add_partial_sums(scal, part, sums, slot_types) -> None:
+    """scal[k] += the work-items' partial sums of slot k (each value in the low bytes of an 8-byte slot)."""
+    rows = part.reshape(-1, len(sums))
+    for r, k in enumerate(sums):
+        dt = np.dtype(slot_types[k])
+        values = rows[:, r].copy().view(np.uint8).reshape(-1, 8)[:, :dt.itemsize].copy().view(dt).ravel()
+        current = scal[k:k + 1].view(np.uint8)[:dt.itemsize].view(dt)[0]
+        with np.errstate(over="ignore"):
+            total = (np.float64(current) + values.sum(dtype=np.float64)) if dt.kind == "f" else \
+                (np.int64(current) + values.sum(dtype=np.int64))
+        slot = np.zeros(8, np.uint8)
+        slot[:dt.itemsize] = np.array([total]).astype(dt).view(np.uint8)
+        scal[k] = slot.view(np.int64)[0]
+
+
 class OpenCLKernel:
     """A compiled specialization: call it with the kernel's arguments."""
 
@@ -148,6 +164,7 @@ class OpenCLKernel:
         self.program = build(spec.source, spec.fastmath, spec.needs_fp64, binary)
         self.kernels = [_cl().Kernel(self.program, p[0]) for p in spec.phases]
         self.local = [p[2] if len(p) > 2 else None for p in spec.phases]
+        self.sums = [p[3] if len(p) > 3 else () for p in spec.phases]
         for knl, local in zip(self.kernels, self.local):
             if local is not None:
                 _check_group_size(knl, local)
@@ -220,13 +237,23 @@ class OpenCLKernel:
         scal_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=scal)
         err = np.zeros(1, np.int32)
         err_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=err)
-        kargs += [scal_buf, err_buf]
+        no_part = cl.Buffer(ctx, mf.READ_WRITE, 8)
+        kargs += [scal_buf, err_buf, no_part]
         kargs = [np.int64(v) if isinstance(v, (int, np.integer)) and not isinstance(v, np.generic) else v
                  for v in kargs]
-        for knl, trip, local in zip(self.kernels, self.trip, self.local):
+        for knl, trip, local, sums in zip(self.kernels, self.trip, self.local, self.sums):
             size = trip(*params) if trip is not None else (1,)
             if min(size) > 0:
-                knl(queue, size, local, *kargs)
+                if not sums:
+                    knl(queue, size, local, *kargs)
+                    continue
+                part = np.zeros(int(np.prod(size)) * len(sums), np.int64)
+                part_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=part)
+                knl(queue, size, local, *kargs[:-1], part_buf)
+                cl.enqueue_copy(queue, part, part_buf)
+                cl.enqueue_copy(queue, scal, scal_buf)
+                _add_partial_sums(scal, part, sums, spec.slot_types)
+                cl.enqueue_copy(queue, scal_buf, scal)
         cl.enqueue_copy(queue, err, err_buf)
         if err[0]:
             raise IndexError(spec.checks[err[0] - 1][1])

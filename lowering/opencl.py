@@ -2,7 +2,8 @@
 
 A phase is a run of top-level loop-tree nodes executed by one work-item, or one top-level loop tagged
 parallel whose iterations become the NDRange. Scalar locals live in private variables and travel between
-phases through a global scratch buffer (8 bytes a slot).
+phases through a global scratch buffer (8 bytes a slot). Fastmath sums in an NDRange start at zero in every
+work-item, which writes its partial sum to `pj_part`; the runtime adds them to the scratch slot.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from .ctypes_ import C_TYPES, UNSIGNED
+from .legality import reduction_scalars
 from .looptree import For, If, LoopTree, Run
 from .typeof import type_of
 from .workgroups import find_group_nest, footprint, item_guard, prefetches
@@ -31,6 +33,7 @@ class Phase:
     kernel: str  # the __kernel's name
     dims: tuple[For, ...] = ()  # the loops mapped to NDRange dimensions 0, 1, 2; () runs one work-item
     local: tuple[int, ...] = ()  # work-group sizes per dim (dims then count groups, see workgroups.py)
+    sums: tuple[int, ...] = ()  # scratch slots of the fastmath sums whose partial sums `pj_part` holds
 
     @property
     def parallel(self) -> bool:
@@ -125,6 +128,7 @@ class OpenCLEmitter:
         self.slots = tuple(t.name for t in model.temporaries if not t.shape)
         self.used_dtypes = set(self.types.values()) | {"int64"}
         self.local_reads: dict = {}  # array -> Footprint while emitting a prefetching work-group body
+        self.sums = reduction_scalars(model) if model.fastmath else set()
 
     # -- types ------------------------------------------------------------------------------------------
     def type_of(self, e: E.Expr) -> str:
@@ -295,18 +299,28 @@ class OpenCLEmitter:
             parts.append(f"long {name}_off")
         for name in self.scalars:
             parts.append(f"{C_TYPES[self.types[name]]} {name}")
-        parts += ["__global long *pj_scal", "__global int *pj_err"]
+        parts += ["__global long *pj_scal", "__global int *pj_err", "__global long *pj_part"]
         return ", ".join(parts)
 
     def ndim(self, name) -> int:
         a = self.model.argument(name)
         return a.ndim if a is not None else len(self.model.temporary(name).shape)
 
+    def phase_sums(self, dims) -> tuple[int, ...]:
+        """Scratch slots of the fastmath sums an NDRange phase accumulates (each work-item a partial sum)."""
+        if not dims or not self.sums:
+            return ()
+        written = {self.model.instruction(r.instruction).assignee.name for r in _runs(dims[-1].body)
+                   if isinstance(self.model.instruction(r.instruction).assignee, E.Var)}
+        return tuple(k for k, s in enumerate(self.slots) if s in self.sums and s in written)
+
     def kernel(self, name: str, nodes, dims: tuple[For, ...] = ()) -> str:
         out = [f"__kernel void {name}({self.params()})", "{"]
+        sums = self.phase_sums(dims)
         for k, s in enumerate(self.slots):
             c = C_TYPES[self.types[s]]
-            out.append(f"    {c} {s} = *(__global {c} *)(pj_scal + {k});")
+            start = "0" if k in sums else f"*(__global {c} *)(pj_scal + {k})"
+            out.append(f"    {c} {s} = {start};")
         if dims:
             for k, f in enumerate(dims):  # the innermost loop is dimension 0: neighbouring work-items, which
                 # GPUs group into warps, then touch neighbouring elements (coalesced accesses)
@@ -314,6 +328,12 @@ class OpenCLEmitter:
                 out.append(f"    const long {f.var} = {self.expr(f.init)} + (long)get_global_id({axis}) * {f.step};")
                 out.append(f"    if (!({self.expr(f.cond)})) return;")
             out += self.lines(dims[-1].body, 1)
+            if sums:  # this work-item's partial sums; items that returned above leave zeros
+                out.append("    const long pj_gid = (long)get_global_id(0) + (long)get_global_size(0) * "
+                           "((long)get_global_id(1) + (long)get_global_size(1) * (long)get_global_id(2));")
+                for r, k in enumerate(sums):
+                    c = C_TYPES[self.types[self.slots[k]]]
+                    out.append(f"    *(__global {c} *)(pj_part + pj_gid * {len(sums)} + {r}) = {self.slots[k]};")
         else:
             out += self.lines(nodes, 1)
             for k, s in enumerate(self.slots):
@@ -408,6 +428,10 @@ class OpenCLEmitter:
             name = f"{self.model.name}_p{len(phases)}"
             nest = find_group_nest(self.model, dims[0]) if dims else None
             if nest is not None:
+                if self.phase_sums(dims):
+                    raise ScheduleError("fastmath sums inside a loop nest mapped to OpenCL work-groups are not "
+                                        "supported", hint="keep the sum's loop out of the work-group split, or "
+                                        "use parallel= on one loop without splitting it into work-groups")
                 loops = {f.name for f in nest.between}
                 boxes = [footprint(self.model, nest, a, lp) for a, lp in wanted.items() if lp in loops]
                 done |= {b.array for b in boxes}
@@ -415,7 +439,7 @@ class OpenCLEmitter:
                 phases.append(Phase(name, tuple(a.group for a in nest.axes), tuple(a.size for a in nest.axes)))
                 continue
             kernels.append(self.kernel(name, nodes, dims))
-            phases.append(Phase(name, dims))
+            phases.append(Phase(name, dims, (), self.phase_sums(dims)))
         for array, loop in wanted.items():
             if array not in done:
                 raise ScheduleError(f"prefetch={{'{array}': '{loop}'}} needs loop `{loop}` to lie in a loop nest "
@@ -427,6 +451,16 @@ class OpenCLEmitter:
         needs_fp64 = "double" in body or any(t == "float64" for t in self.types.values())
         source = self.preamble(needs_fp64) + "\n\n" + body + "\n"
         return OpenCLProgram(source, tuple(phases), self.arrays, self.scalars, self.slots, needs_fp64)
+
+
+def _runs(nodes):
+    for n in nodes:
+        if isinstance(n, For):
+            yield from _runs(n.body)
+        elif isinstance(n, If):
+            yield from _runs(n.then + n.orelse)
+        else:
+            yield n
 
 
 def _constant(e):

@@ -19,9 +19,9 @@ def has_hints(options) -> bool:
 
 def apply_hints(model: KernelModel, options, *, target: str = "native") -> KernelModel:
     """The model with the decorator's schedule hints applied (or the heuristic's, when none are given),
-    after checking them against the dependences unless `unsafe=True`. Native threads combine fastmath sums
-    of a parallel loop; OpenCL work-items do not (yet)."""
-    reductions = target == "native"
+    after checking them against the dependences unless `unsafe=True`. Both targets combine the partial sums of
+    fastmath sums in parallel loops (threads natively, work-items on OpenCL: not inside work-group nests)."""
+    reductions = target in ("native", "opencl")
     if getattr(options, "sequential", False):
         return replace(model, schedule=model.original_schedule(), tags=())
     if not has_hints(options) and not model.tags:

@@ -254,8 +254,8 @@ def fm_int_sum(x, idx):
 
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
 def test_fastmath_sums_run_on_threads_and_combine(dt, monkeypatch):
-    """prange / the heuristic with fastmath: each thread sums its chunk into a copy of the scalar, the runtime
-    adds the partial sums (native; OpenCL work-items have no combining step, so there it is refused)."""
+    """prange / the heuristic with fastmath: each thread (work-item on OpenCL) sums its chunk into its own copy of
+    the scalar, the runtime adds the partial sums."""
     from polyjit import native_runtime
     monkeypatch.setenv("POLYJIT_NUM_THREADS", "3")
     big = 3 * native_runtime.MIN_CHUNK + 5
@@ -265,8 +265,12 @@ def test_fastmath_sums_run_on_threads_and_combine(dt, monkeypatch):
     for n in (0, 1, 7, big):
         check(k, x[:n], y[:n], rtol=1e-4 if dt == np.float32 else 1e-12, exact_type=n > 0)
     assert "i=parallel" in k.inspect_schedule(x, y)
-    with pytest.raises(polyjit.ScheduleError, match="`s`"):
-        polyjit.kernel(fm_dot, fastmath=True, cache=False, target="opencl")(x[:8], y[:8])
+    cl = polyjit.kernel(fm_dot, fastmath=True, cache=False, target="opencl")
+    for n in (0, 1, 7, 1000):
+        check(cl, x[:n], y[:n], rtol=1e-4 if dt == np.float32 else 1e-12, exact_type=n > 0)
+    assert "i=parallel" in cl.inspect_schedule(x, y)
+    ci = polyjit.kernel(fm_int_sum, fastmath=True, cache=False, target="opencl", parallel="i")
+    check(ci, np.arange(999, dtype=np.int32) - 400, np.arange(999)[::-1].copy())
 
 
 def test_threaded_integer_sums_are_exact_and_errors_surface(monkeypatch):
@@ -281,3 +285,20 @@ def test_threaded_integer_sums_are_exact_and_errors_surface(monkeypatch):
     idx[-3] = n + 4  # a data-dependent index out of bounds in the last chunk: the run-time check reports it
     with pytest.raises(IndexError):
         k(x, idx)
+
+
+def fm_total(A):
+    s = 0.0
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            s += A[i, j]
+    return s
+
+
+def test_fastmath_sums_in_opencl_work_groups_are_refused():
+    k = polyjit.kernel(fm_total, fastmath=True, cache=False, target="opencl", split={"i": 4},
+                       parallel=("i_outer", "i_inner"))
+    with pytest.raises(polyjit.ScheduleError, match="work-groups"):
+        k(np.ones((8, 8)))
+    check(polyjit.kernel(fm_total, fastmath=True, cache=False, target="opencl", parallel="i"), np.ones((9, 7)),
+          rtol=1e-12)
