@@ -10,6 +10,7 @@ so the bytes can be stored and relocated at load time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from .encoder import EncodingError, encode_instruction, encode_with_form
 from .forms import FORMS
@@ -114,56 +115,75 @@ def _branch_forms(mnemonic: str):
     return short, long
 
 
-def assemble(items, constants=(), name: str = "code") -> MachineCode:
-    """Lay out ``items`` (Instr/Bind/Align with physical operands) followed by the constant pool."""
-    # kinds: 0 fixed bytes, 1 branch, 2 align, 3 bind
-    entries = []
-    for item in items:
-        if type(item) is Instr:
-            ops = item.operands
+def assemble(items, constants=(), name: str = "code", repeats: bool = False) -> MachineCode:
+    """Lay out ``items`` (Instr/Bind/Align with physical operands) followed by the constant pool.
+    ``repeats``: the same instruction objects occur several times (each is then encoded once)."""
+    codes: list = []        # per item: its bytes (branches and padding once laid out, b"" for a Bind)
+    fixed_fixups = []       # (item index, fixups) of encoded instructions with label references
+    variable = []           # [item index, kind, ...]: 1 branch (short code, long code, short?, start), 2 align,
+    #                         3 bind
+    append = codes.append
+    seen = {} if repeats else None  # id of an item (alive during the call) -> its encoding
+    for k, item in enumerate(items):
+        t = type(item)
+        if t is Instr:
+            ops = item[1]
             if len(ops) == 1 and type(ops[0]) is Label:
                 short, long = _branch_forms(item.mnemonic)
                 if long is None:
                     raise EncodingError(f"{item.mnemonic} takes no label")
                 long_code = encode_with_form(long, item)
                 short_code = encode_with_form(short, item) if short is not None else None
-                entries.append([1, item, short_code, long_code, short_code is not None])
-            else:
+                variable.append([k, 1, short_code, long_code, short_code is not None, 0])
+                append(b"")
+            elif seen is None:
                 code, fixups = encode_instruction(item)
-                entries.append([0, item, code, fixups])
-        elif type(item) is Align:
-            entries.append([2, item, item.boundary])
-        elif type(item) is Bind:
-            entries.append([3, item, item.label])
+                append(code)
+                if fixups:
+                    fixed_fixups.append((k, fixups))
+            else:  # items that repeat (shared objects) are encoded once
+                encoded = seen.get(id(item))
+                if encoded is None:
+                    encoded = seen[id(item)] = encode_instruction(item)
+                code, fixups = encoded
+                append(code)
+                if fixups:
+                    fixed_fixups.append((k, fixups))
+        elif t is Align:
+            variable.append([k, 2, item.boundary])
+            append(b"")
+        elif t is Bind:
+            variable.append([k, 3, item.label])
+            append(b"")
         else:
             raise TypeError(f"cannot assemble {item!r}")
+    # fixed bytes before each item; only branches, alignment and labels take part in the layout
+    prefix = list(accumulate(map(len, codes), initial=0))
     positions: dict = {}
     while True:
-        offset = 0
-        starts = []
-        for e in entries:
-            starts.append(offset)
-            kind = e[0]
-            if kind == 0:
-                offset += len(e[2])
-            elif kind == 1:
-                offset += len(e[2][0]) if e[4] else len(e[3][0])
+        extra = 0
+        for v in variable:
+            start = prefix[v[0]] + extra
+            kind = v[1]
+            if kind == 1:
+                v[5] = start
+                extra += len(v[2][0]) if v[4] else len(v[3][0])
             elif kind == 2:
-                offset += -offset % e[2]
+                extra += -start % v[2]
             else:
-                positions[e[2]] = offset
+                positions[v[2]] = start
         changed = False
-        for e, start in zip(entries, starts):
-            if e[0] == 1 and e[4]:
-                target = positions.get(e[1].operands[0])
+        for v in variable:
+            if v[1] == 1 and v[4]:
+                target = positions.get(items[v[0]].operands[0])
                 if target is None:
-                    raise EncodingError(f"label {e[1].operands[0]} is never bound")
-                if not -128 <= target - (start + len(e[2][0])) <= 127:
-                    e[4] = False
+                    raise EncodingError(f"label {items[v[0]].operands[0]} is never bound")
+                if not -128 <= target - (v[5] + len(v[2][0])) <= 127:
+                    v[4] = False
                     changed = True
         if not changed:
             break
-    code_size = offset
+    code_size = prefix[-1] + extra
     pool_start = (code_size + 63) & ~63
     pool = bytearray()
     relocations = []
@@ -179,35 +199,38 @@ def assemble(items, constants=(), name: str = "code") -> MachineCode:
             if c.address is not None:
                 symbols[c.symbol] = c.address
             pool += bytes(8)
-    out = bytearray()
-    lines = []
-    for e, start in zip(entries, starts):
-        kind = e[0]
-        if kind == 2:
-            pad = nop_padding(-start % e[2])
-            if pad:
-                lines.append((start, pad, e[1]))
-            out += pad
-            continue
-        if kind == 3:
-            lines.append((start, b"", e[1]))
-            continue
-        if kind == 0:
-            code, fixups = e[2], e[3]
-        else:
-            code, fixups = e[2] if e[4] else e[3]
-        if fixups:
-            buf = bytearray(code)
-            end = start + len(code)
-            for pos, size, label, addend in fixups:
-                target = positions.get(label)
-                if target is None:
-                    raise EncodingError(f"label {label} is never bound")
-                buf[pos:pos + size] = (target + addend - end).to_bytes(size, "little", signed=True)
-            code = bytes(buf)
-        out += code
-        lines.append((start, code, e[1]))
-    out += bytes(pool_start - len(out)) if constants else b""
-    out += pool
+    extra = 0
+    patches = []
+    for v in variable:  # the laid-out bytes of branches and padding
+        k = v[0]
+        start = prefix[k] + extra
+        if v[1] == 1:
+            code, fixups = v[2] if v[4] else v[3]
+            codes[k] = code
+            patches.append((k, start, code, fixups))
+            extra += len(code)
+        elif v[1] == 2:
+            codes[k] = pad = nop_padding(-start % v[2])
+            extra += len(pad)
+    if fixed_fixups:
+        extra_at = list(accumulate(map(len, codes), initial=0))
+        patches.extend((k, extra_at[k], codes[k], fixups) for k, fixups in fixed_fixups)
+    for k, start, code, fixups in patches:
+        buf = bytearray(code)
+        end = start + len(code)
+        for pos, size, label, addend in fixups:
+            target = positions.get(label)
+            if target is None:
+                raise EncodingError(f"label {label} is never bound")
+            buf[pos:pos + size] = (target + addend - end).to_bytes(size, "little", signed=True)
+        codes[k] = bytes(buf)
+    starts = accumulate(map(len, codes), initial=0)
+    if any(v[1] == 2 for v in variable):  # alignment that needed no padding has no line
+        lines = tuple(line for line in zip(starts, codes, items) if line[1] or type(line[2]) is not Align)
+    else:
+        lines = tuple(zip(starts, codes, items))
+    out = b"".join(codes)
+    if constants:
+        out += bytes(pool_start - len(out)) + pool
     labels = tuple((lab.name, pos) for lab, pos in positions.items())
-    return MachineCode(name, bytes(out), tuple(relocations), symbols, labels, tuple(lines), code_size)
+    return MachineCode(name, out, tuple(relocations), symbols, labels, lines, code_size)

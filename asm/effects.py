@@ -80,20 +80,48 @@ def _shape(ins: Instr) -> tuple:
             "gather" in m, implicit[0], implicit[1])
 
 
+_PLAIN: dict = {}  # mnemonic -> shapes by operand count, for instructions without mask or {z}
+
+
+def plain_shapes(m: str) -> tuple:
+    """Shape (see ``_shape``) of ``m`` by operand count 0-5 for instructions without mask or {z};
+    None for a count the mnemonic never has."""
+    shapes = _PLAIN.get(m)
+    return shapes if shapes is not None else _plain_shapes(m)
+
+
+def _plain_shapes(m: str) -> tuple:
+    shapes = []
+    for n in range(6):
+        try:
+            shapes.append(_shape(Instr(m, (None,) * n)))
+        except IndexError:  # an operand count the mnemonic never has (e.g. imul with none)
+            shapes.append(None)
+    shapes = _PLAIN[m] = tuple(shapes)
+    return shapes
+
+
 def register_effects(ins: Instr) -> tuple[list, list]:
     """(uses, defs): registers read and written, as they appear (views), explicit and implicit."""
-    ops = ins.operands
-    mask = ins.mask
-    shape_key = (ins.mnemonic, len(ops), mask is not None, ins.zero)
-    shape = _SHAPES.get(shape_key)
+    m, ops, mask, zero, extra_uses, extra_defs = ins
+    n = len(ops)
+    shape = None
+    if mask is None and not zero and n < 6:
+        shape = _PLAIN.get(m)
+        if shape is None:
+            shape = _plain_shapes(m)
+        shape = shape[n]
     if shape is None:
-        shape = _SHAPES[shape_key] = _shape(ins)
+        shape_key = (m, n, mask is not None, zero)
+        shape = _SHAPES.get(shape_key)
+        if shape is None:
+            shape = _SHAPES[shape_key] = _shape(ins)
     reads, writes, idiom, gather, implicit_uses, implicit_defs = shape
     if idiom and is_zero_idiom(ins):
         return [], [ops[0]]
     uses: list = []
     defs: list = []
-    if ops:
+    if n:
         first = ops[0]
         if type(first) is Reg:
             if not reads and not writes:  # movss/movsd: the register form merges, the load does not
@@ -103,15 +131,14 @@ def register_effects(ins: Instr) -> tuple[list, list]:
                 uses.append(first)
             if writes:
                 defs.append(first)
-        for op in ops:
-            if type(op) is Mem:
-                for r in (op.base, op.index):
-                    if r is not None and r.kind != RIP:
-                        uses.append(r)
+        elif type(first) is Mem:
+            _mem_uses(first, uses)
         for op in ops[1:]:
             if type(op) is Reg:
                 uses.append(op)
-        if gather and len(ops) == 3:
+            elif type(op) is Mem:
+                _mem_uses(op, uses)
+        if gather and n == 3:
             defs.append(ops[2])  # the AVX2 gather mask is cleared
     if mask is not None:
         uses.append(mask)
@@ -120,11 +147,19 @@ def register_effects(ins: Instr) -> tuple[list, list]:
     if implicit_uses or implicit_defs:
         uses.extend(implicit_uses)
         defs.extend(implicit_defs)
-    if ins.implicit_uses:
-        uses.extend(ins.implicit_uses)
-    if ins.implicit_defs:
-        defs.extend(ins.implicit_defs)
+    if extra_uses:
+        uses.extend(extra_uses)
+    if extra_defs:
+        defs.extend(extra_defs)
     return uses, defs
+
+
+def _mem_uses(op: Mem, uses: list) -> None:
+    base, index = op[0], op[1]
+    if base is not None and base[0] != RIP:
+        uses.append(base)
+    if index is not None and index[0] != RIP:
+        uses.append(index)
 
 
 COPY_MNEMONICS = frozenset({"mov", "movaps", "vmovaps", "movapd", "vmovapd", "vmovdqa64", "kmovq", "vmovups",

@@ -184,6 +184,18 @@ def select_form(ins: Instr) -> Form:
     return form
 
 
+def has_form(ins: Instr) -> bool:
+    """Whether some form encodes ``ins`` (select_form without the error message, for probing)."""
+    form = _FORM_CACHE.get(_key(ins))
+    if form is None:
+        try:
+            select_form(ins)
+        except EncodingError:
+            return False
+        return True
+    return type(form) is not EncodingError
+
+
 # ---- reference emitter: one instruction from its form, every field computed afresh ----------------------
 def _modrm(out: bytearray, reg_field: int, rm, n: int):
     """Append ModRM [+SIB] [+disp] for ``rm``; returns (x_bit, b_bit, index_bit4, fixup or None).

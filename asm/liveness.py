@@ -1,0 +1,308 @@
+"""Analysis for the allocator: register effects, values, blocks and liveness in one backward walk.
+
+Values are the registers an instruction reads or writes, numbered in order of appearance from the end;
+``keys[j]`` is (class, num, virtual).  Each value's live set is a bitset of positions (use at 2i, def
+at 2i+1).  The walk builds every block's local live ranges as if nothing were live out of it, with
+the block's gen/kill sets; a bitset dataflow over the blocks then gives the live-out sets, and each
+live-out value is extended from its last definition in the block (or the block start) to the end.
+Instructions whose registers are all explicit operands (most) are read through their per-mnemonic
+shape (``FAST_SHAPES``: does operand 0 get read, written) without building effect lists; the others
+go through ``effects.register_effects``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .effects import COPY_MNEMONICS, is_register_copy, is_zero_idiom, plain_shapes, register_effects
+from .forms import EVEX_MNEMONICS, FORMS
+from .operands import GP, KREG, RIP, XMM, YMM, ZMM, Bind, Instr, Label, Mem, Reg
+
+CLS = {GP: "gp", XMM: "vec", YMM: "vec", ZMM: "vec", KREG: "k"}
+_VEC = (XMM, YMM, ZMM)
+
+
+def _is_branch(it) -> bool:
+    m = it.mnemonic
+    return m[0] == "j" or m == "ret"
+
+
+def build_cfg(items):
+    """Basic blocks as (start, end) item ranges and their successor lists."""
+    bounds = []
+    start = 0
+    for i, it in enumerate(items):
+        if type(it) is Bind and i != start:
+            bounds.append((start, i))
+            start = i
+        if type(it) is Instr and _is_branch(it):
+            bounds.append((start, i + 1))
+            start = i + 1
+    if start < len(items) or not bounds:
+        bounds.append((start, len(items)))
+    label_block = {}
+    for b, (s, e) in enumerate(bounds):
+        if s < e and type(items[s]) is Bind:
+            label_block[items[s].label] = b
+    return bounds, _successors(items, bounds, label_block)
+
+
+def _successors(items, bounds, label_block) -> list:
+    succs = []
+    for b, (s, e) in enumerate(bounds):
+        last = items[e - 1] if e > s else None
+        nxt = [b + 1] if b + 1 < len(bounds) else []
+        if type(last) is Instr and _is_branch(last):
+            if last.mnemonic == "ret":
+                succs.append([])
+                continue
+            target = last.operands[0] if last.operands else None
+            tb = [label_block[target]] if type(target) is Label else []
+            succs.append(tb if last.mnemonic == "jmp" else nxt + tb)
+        else:
+            succs.append(nxt)
+    return succs
+
+
+# mnemonics with vector operands that may need registers 0-15 (no EVEX form, or a vcmp writing a vector)
+_LOW_CANDIDATES = frozenset(m for m, forms in FORMS.items()
+                            if any(k.reg in _VEC or k.vsib for f in forms for k in f.operands)
+                            and (m not in EVEX_MNEMONICS or m.startswith(("vcmp", "vpcmp"))))
+
+
+def _needs_low_vector(ins: Instr) -> bool:
+    m = ins.mnemonic
+    if m not in EVEX_MNEMONICS:
+        return True
+    return m.startswith(("vcmp", "vpcmp")) and type(ins.operands[0]) is Reg and ins.operands[0].kind != KREG
+
+
+FAST_SHAPES: dict = {}  # mnemonic -> by operand count: (reads operand 0, writes operand 0, maybe a zero idiom,
+#                         maybe a register copy) or None where an instruction has implicit registers or
+#                         operand-dependent effects, or is a branch, return or call
+
+
+def _fast_shapes(m: str) -> tuple:
+    if m[0] == "j" or m in ("ret", "call"):  # block ends and calls: the general path looks at them
+        fast = FAST_SHAPES[m] = (None,) * 6
+        return fast
+    shapes = plain_shapes(m)
+    copy = m in COPY_MNEMONICS
+    fast = FAST_SHAPES[m] = tuple(None if s is None or s[3] or s[4] or s[5] or not (s[0] or s[1])
+                                  else (s[0], s[1], s[2], copy) for s in shapes)
+    return fast
+
+
+class Analysis:
+    """What the allocator needs to know about a program (see the module docstring)."""
+
+    __slots__ = ("keys", "index", "ids", "masks", "events", "sizes", "wide", "needs_low", "hints", "copies",
+                 "rets", "defined", "calls")
+
+    def value(self, r):
+        """Value id of a register (None for one that no instruction reads or writes)."""
+        j = self.ids.get(r)
+        return j if j is not None else self.index.get((CLS[r.kind], r.num, r.virtual))
+
+    def weights(self) -> list:
+        """Spill weight of each value: reads and writes per live position (each costs a reload or
+        store once spilled)."""
+        count = Counter(self.events)
+        return [count[j] / (m.bit_count() or 1) for j, m in enumerate(self.masks)]
+
+
+def _hint(it, i, ids, copies, hints) -> None:
+    """A register copy: a coalescing candidate (each side is a hint for the other)."""
+    copies.add(i)
+    x, y = it[1]
+    jx, jy = ids[x], ids[y]
+    if x[3]:
+        hints.setdefault(jx, []).append(jy)
+    if y[3]:
+        hints.setdefault(jy, []).append(jx)
+
+
+def _close(blocks, masks, s, e, ends, lastdef):
+    """Finish block [s, e): values used before any definition there are live from its start."""
+    start_bit = 1 << (2 * s)
+    gen = kill = 0
+    for j, end in ends.items():
+        masks[j] |= (2 << end) - start_bit
+        gen |= 1 << j
+    for j in lastdef:
+        kill |= 1 << j
+    blocks.append((s, e, gen, kill, dict(lastdef)))
+    ends.clear()
+    lastdef.clear()
+
+
+def analyse(items, avx512: bool) -> Analysis:
+    """Effects, values, blocks and per-value position bitsets (see the module docstring)."""
+    a = Analysis()
+    ids: dict = {}
+    index: dict = {}
+    keys: list = []
+    masks: list = []
+    sizes: dict = {}
+    hints: dict = {}
+    copies: set = set()
+    rets: list = []
+    needs_low: set = set()
+    wide = calls = False
+
+    def new_value(r):
+        key = (CLS[r[0]], r[2], r[3])
+        j = index.get(key)
+        if j is None:
+            j = index[key] = len(keys)
+            keys.append(key)
+            masks.append(0)
+        ids[r] = j
+        return j
+
+    ids_get = ids.get
+    events: list = []       # the value of every read and write (spill weights count them)
+    event = events.append
+    blocks: list = []       # in reverse order: (start, end, gen, kill, last definition of each value)
+    label_blocks: dict = {}
+    ends: dict = {}         # value -> last use position in the block after the walk's position
+    lastdef: dict = {}      # value -> its last definition in the block
+    ends_pop, ends_setdefault, lastdef_setdefault = ends.pop, ends.setdefault, lastdef.setdefault
+    fast_get = FAST_SHAPES.get
+    cur_end = len(items)
+    for i in range(len(items) - 1, -1, -1):
+        it = items[i]
+        if type(it) is not Instr:
+            if type(it) is Bind:  # always closes a non-empty block: it belongs to it
+                _close(blocks, masks, i, cur_end, ends, lastdef)
+                cur_end = i
+                label_blocks[it.label] = len(blocks) - 1
+            continue
+        m, ops, mask, zero, extra_uses, extra_defs = it
+        n = len(ops)
+        fast = fast_get(m)
+        if fast is None:
+            fast = _fast_shapes(m)
+        fast = fast[n] if n < 6 else None
+        if fast is not None and (mask is not None or zero or extra_uses or extra_defs
+                                 or (fast[2] and is_zero_idiom(it))):
+            fast = None
+        pos = 2 * i + 1
+        if fast is not None:  # explicit operands only: no list of effects is built
+            if n:
+                first = ops[0]
+                if type(first) is Reg:
+                    j = ids_get(first)
+                    if j is None:
+                        j = new_value(first)
+                    if fast[1]:
+                        masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+                        lastdef_setdefault(j, pos)
+                        event(j)
+                    if fast[0]:
+                        ends_setdefault(j, pos - 1)
+                        event(j)
+                    ops = ops[1:]
+                pos -= 1
+                for op in ops:
+                    if type(op) is Reg:
+                        j = ids_get(op)
+                        if j is None:
+                            j = new_value(op)
+                        ends_setdefault(j, pos)
+                        event(j)
+                    elif type(op) is Mem:
+                        r = op[0]
+                        if r is not None and r[0] != RIP:
+                            j = ids_get(r)
+                            if j is None:
+                                j = new_value(r)
+                            ends_setdefault(j, pos)
+                            event(j)
+                        r = op[1]
+                        if r is not None:
+                            j = ids_get(r)
+                            if j is None:
+                                j = new_value(r)
+                            ends_setdefault(j, pos)
+                            event(j)
+            if fast[3] and is_register_copy(it):
+                _hint(it, i, ids, copies, hints)
+            if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it):
+                uses, defs = register_effects(it)
+                needs_low.update(r.num for r in uses + defs if r.virtual and r.kind in _VEC)
+            continue
+        # branches, calls, returns and everything else FAST_SHAPES has no shape for
+        c = m[0]
+        if c == "j" or m == "ret":
+            if c == "r":
+                rets.append(i)
+            if i + 1 < cur_end:
+                _close(blocks, masks, i + 1, cur_end, ends, lastdef)
+                cur_end = i + 1
+        elif m == "call":
+            calls = True
+        uses, defs = register_effects(it)
+        for r in defs:
+            j = ids_get(r)
+            if j is None:
+                j = new_value(r)
+            masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+            lastdef_setdefault(j, pos)
+            event(j)
+        pos -= 1
+        for r in uses:
+            j = ids_get(r)
+            if j is None:
+                j = new_value(r)
+            ends_setdefault(j, pos)
+            event(j)
+        if m in COPY_MNEMONICS and is_register_copy(it):
+            _hint(it, i, ids, copies, hints)
+        if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it):
+            needs_low.update(r.num for r in uses + defs if r.virtual and r.kind in _VEC)
+    if cur_end > 0 or not blocks:
+        _close(blocks, masks, 0, cur_end, ends, lastdef)
+    blocks.reverse()
+    nb = len(blocks)
+    bounds = [(s, e) for s, e, _, _, _ in blocks]
+    succs = _successors(items, bounds, {lab: nb - 1 - b for lab, b in label_blocks.items()})
+    # dataflow over the blocks
+    live_in, live_out = [0] * nb, [0] * nb
+    changed = True
+    while changed:
+        changed = False
+        for b in range(nb - 1, -1, -1):
+            out = 0
+            for sb in succs[b]:
+                out |= live_in[sb]
+            _, _, gen, kill, _ = blocks[b]
+            new_in = gen | (out & ~kill)
+            if new_in != live_in[b] or out != live_out[b]:
+                live_in[b], live_out[b] = new_in, out
+                changed = True
+    defined = 0
+    for b, (s, e, _, kill, last_defs) in enumerate(blocks):
+        defined |= kill
+        lo = live_out[b]
+        if not lo:
+            continue
+        top = 2 << (2 * e - 1)
+        for j, d in last_defs.items():  # defined in the block: live from the last definition
+            if (lo >> j) & 1:
+                masks[j] |= top - (1 << d)
+        lo &= ~kill
+        whole = top - (1 << (2 * s))
+        while lo:  # live through the block (or used before any definition there)
+            low = lo & -lo
+            masks[low.bit_length() - 1] |= whole
+            lo ^= low
+    for r in ids:  # the widest view of each virtual; whether any view is wider than xmm
+        if r[1] > 16:
+            wide = True
+        if r[3] and sizes.get(r[2], 0) < r[1]:
+            sizes[r[2]] = r[1]
+    a.keys, a.index, a.ids, a.masks, a.events = keys, index, ids, masks, events
+    a.sizes, a.wide, a.needs_low, a.hints, a.copies, a.rets = sizes, wide, needs_low, hints, copies, rets
+    a.defined, a.calls = defined, calls
+    return a
