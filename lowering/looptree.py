@@ -199,4 +199,44 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
             return convert(n.mark_get_node())
         raise NotImplementedError(f"isl AST node {t}")
 
-    return LoopTree(convert(node))
+    return LoopTree(_sequential_where_scalars_escape(model, convert(node)))
+
+
+def _sequential_where_scalars_escape(model: KernelModel, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
+    """A top-level parallel loop whose scalar locals are read by code isl placed after it (a statement of the
+    loop's last iteration, split off as `if (...) S(i=n-2)`) runs sequentially: threads and work-items each
+    keep their own copy of a scalar. Fastmath sums are exempt: the runtimes combine them."""
+    from .legality import reduction_scalars
+    sums = reduction_scalars(model) if model.fastmath else set()
+    out = list(nodes)
+    for k, n in enumerate(out):
+        if isinstance(n, For) and n.tag == "parallel":
+            written = {a.name for a in _assignees(model, n.body) if isinstance(a, E.Var)} - sums
+            if written & _reads(model, out[k + 1:]):
+                tag = "vector" if (n.name, "vector") in model.tags else None
+                out[k] = For(n.var, n.init, n.cond, n.step, n.body, n.name, tag)
+    return tuple(out)
+
+
+def _runs(nodes):
+    for n in nodes:
+        if isinstance(n, For):
+            yield from _runs(n.body)
+        elif isinstance(n, If):
+            yield from _runs(n.then + n.orelse)
+        else:
+            yield n
+
+
+def _assignees(model: KernelModel, nodes):
+    return [model.instruction(r.instruction).assignee for r in _runs(nodes)]
+
+
+def _reads(model: KernelModel, nodes) -> set[str]:
+    names = set()
+    for r in _runs(nodes):
+        ins = model.instruction(r.instruction)
+        parts = [ins.expression] + ([] if isinstance(ins.assignee, E.Var) else [ins.assignee])
+        names |= {x.name for e in parts for x in E.walk(e) if isinstance(x, E.Var)}
+        names |= {p for p, _ in ins.predicates}
+    return names

@@ -168,3 +168,41 @@ def test_fastmath_float32_sums_add_every_lane(n):
     x = np.linspace(0.5, 1.5, n).astype(np.float32)
     y = np.linspace(1.0, 2.0, n).astype(np.float32)
     check(polyjit.kernel(f32_dot, fastmath=True, cache=False), x, y, rtol=1e-5)
+
+
+def last_iteration_uses_a_local(C, n):
+    """device fuzz (seed 105, program 45): isl split the last iteration's statement off the parallel loop
+    (`if (n >= 3) S1(i=n-2)` after it), and S1 read `t0` from the thread that had not run: 0."""
+    for i in range(1, n - 1):
+        t0 = i
+        if i != n - 2:
+            pass
+        else:
+            C[i, i, i] *= t0
+
+
+@pytest.mark.parametrize("target", ["native", "opencl"])
+def test_locals_read_by_statements_isl_moves_after_a_parallel_loop(target):
+    k = polyjit.kernel(last_iteration_uses_a_local, target=target, cache=False)
+    for n in (0, 2, 3, 4):
+        check(k, np.full((4, 4, 4), 5.0, np.float32), n)
+    assert "parallel" not in str(k.inspect_schedule(np.zeros((4, 4, 4), np.float32), 4).split("loop structure:")[1])
+
+
+def one_point_branch_sum(A, n):
+    """device fuzz (seed 102, programs 51 and 252): `s +=` in the branch taken at one point of a loop that the
+    heuristic ran in parallel was lost (fixed by keeping loops whose scalars are read after them sequential)."""
+    s = 0
+    for i in range(n):
+        if i == 1:
+            s += A[i]
+        else:
+            A[i] = 3
+    return s
+
+
+@pytest.mark.parametrize("target", ["native", "opencl"])
+def test_sum_in_a_one_point_branch(target):
+    k = polyjit.kernel(one_point_branch_sum, target=target, cache=False)
+    for n in (0, 1, 2, 5):
+        check(k, np.arange(6), n, exact_type=n > 1)  # Python's s stays a Python int when the branch never runs
