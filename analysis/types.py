@@ -97,6 +97,11 @@ def join(a: Ty | None, b: Ty, name: str, loc) -> Ty:
     if (a.kind == "b") != (b.kind == "b"):
         raise TypingError(f"variable `{name}` would change type from {a.dtype} to {b.dtype}", loc,
                           "use a separate variable for each type, or convert explicitly with int()/float()")
+    if not a.weak and not b.weak and a.dtype != b.dtype:
+        # np.float32 in one place, np.float64 in another: Python computes in each type in turn
+        raise TypingError(f"variable `{name}` holds {a.dtype} values in one place and {b.dtype} in another: its "
+                          "precision would change at run time", loc,
+                          f"make the types agree, e.g. np.{promote(a, b).dtype}(...) where it is first assigned")
     j = promote(a, b)
     return Ty(j.dtype, a.weak and b.weak)
 

@@ -79,9 +79,8 @@ def caller_source(spec) -> str:
         if trip is not None:
             lines.append(f"    n{k} = trip{k}({', '.join(params)})")
     if not spec.temporaries and not spec.foreign:  # the machine-code entry (if built) takes the call
-        trips = ", ".join("0" if t is None else f"n{k}" for k, t in enumerate(spec.trips))
-        lines.append(f"    if entry is not None and remember(({', '.join(params)}"
-                     f"{',' if len(params) == 1 else ''}), ({trips},)) and not busy:")
+        trips = [("0" if t is None else f"n{k}") for k, t in enumerate(spec.trips)]
+        lines.append(f"    if entry is not None and remember({_tuple(params)}, {_tuple(trips)}) and not busy:")
         lines.append("        busy.append(1)  # a call the entry declines comes back here: cffi then")
         lines.append("        try:")
         lines.append("            return entry(*args)")
@@ -123,6 +122,11 @@ def caller_source(spec) -> str:
         lines.append(f"    value = np.frombuffer(block, '{np.dtype(dt).str}', 1, {8 * slot})[0]")
         lines.append("    return value.item()" if weak else "    return value")
     return "\n".join(lines)
+
+
+def _tuple(items) -> str:
+    """Python source of a tuple of the expressions `items` (also of none or one)."""
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def make_entry(spec, key, functions):

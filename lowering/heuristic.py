@@ -57,7 +57,8 @@ def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False) -> K
     for names in _nests(model):
         for name in names:
             sums = parallel_sums(model, parallel_reductions)
-            if carried(model, name, allow_reductions=bool(sums)) is None and escaping(model, name, sums) is None:
+            if carried(model, name, allow_reductions=sums) is None and \
+                    escaping(model, name, allow_reductions=sums) is None:
                 model = T.parallelize(model, name)
                 break
     return vectorize_innermost(model)

@@ -49,14 +49,32 @@ def loop_positions(model: KernelModel, name: str) -> dict[str, int]:
 
 
 def reduction_scalars(model: KernelModel) -> set[str]:
-    """Scalars updated only as `s = s + expr` by a single instruction: their self-dependences may be
-    reassociated (fastmath) by summing into private accumulators."""
+    """Scalars updated as `s = s + expr` (expr free of s) by an instruction with no other use of s beside it
+    (see reduction_instructions)."""
+    return set(reduction_instructions(model).values())
+
+
+def loop_sums(model: KernelModel, iids) -> set[str]:
+    """Scalars that the instructions `iids` (a loop's) write only by sums: their partial sums may be combined."""
+    sums = reduction_instructions(model)
+    writers: dict[str, set[str]] = {}
+    for iid in iids:
+        a = model.instruction(iid).assignee
+        if isinstance(a, E.Var):
+            writers.setdefault(a.name, set()).add(iid)
+    return {name for name, ws in writers.items() if all(sums.get(w) == name for w in ws)}
+
+
+def reduction_instructions(model: KernelModel) -> dict[str, str]:
+    """instruction id -> scalar for instructions `s = s + expr` (expr free of s) with no other use of s in the
+    same loop body: their self-dependences may be reassociated (fastmath) by summing into private
+    accumulators."""
     from .vectorize import _sum_into
     users: dict[str, set[str]] = {}
     for ins in model.instructions:
         for acc in ins.accesses:
             users.setdefault(acc.array, set()).add(ins.id)
-    found = set()
+    found: dict[str, str] = {}
     for ins in model.instructions:
         if isinstance(ins.assignee, E.Var) and not ins.predicates:
             name = ins.assignee.name
@@ -65,7 +83,7 @@ def reduction_scalars(model: KernelModel) -> set[str]:
                 others = users.get(name, set()) - {ins.id}
                 inside = {o for o in others if model.instruction(o).betas[:-1] == ins.betas[:-1]}
                 if not inside:
-                    found.add(name)
+                    found[ins.id] = name
     return found
 
 
@@ -75,9 +93,9 @@ def carried(model: KernelModel, name: str, *, allow_reductions: bool = False) ->
     With `allow_reductions` (fastmath), self-dependences of sums into a scalar do not count."""
     where = loop_positions(model, name)
     width = model.schedule_width()
-    exempt = reduction_scalars(model) if allow_reductions else set()
+    exempt = reduction_instructions(model) if allow_reductions else {}
     for dep in model.dependences:
-        if dep.source == dep.sink and dep.array in exempt:
+        if dep.source == dep.sink and exempt.get(dep.source) == dep.array:
             continue
         d = where.get(dep.source)
         if d is None or where.get(dep.sink) != d:
@@ -92,12 +110,13 @@ def carried(model: KernelModel, name: str, *, allow_reductions: bool = False) ->
     return None
 
 
-def escaping(model: KernelModel, name: str, exempt=frozenset()) -> Dependence | None:
+def escaping(model: KernelModel, name: str, *, allow_reductions: bool = False) -> Dependence | None:
     """A scalar written inside loop `name` and read after it: threads and work-items each have their own copy
-    of a scalar, so a parallel loop cannot hand its value on (the flow dependence, or None). `exempt`: sums
-    the runtime combines from the threads' partial sums."""
+    of a scalar, so a parallel loop cannot hand its value on (the flow dependence, or None). With
+    `allow_reductions`, scalars the loop writes only by sums are fine: the runtime combines partial sums."""
     where = loop_positions(model, name)
-    scalars = {t.name for t in model.temporaries if not t.shape} - set(exempt)
+    exempt = loop_sums(model, where) if allow_reductions else set()
+    scalars = {t.name for t in model.temporaries if not t.shape} - exempt
     for dep in model.dependences:
         if dep.kind == "flow" and dep.array in scalars and dep.source in where and dep.sink not in where:
             return dep
@@ -126,9 +145,9 @@ def describe(model: KernelModel, dep: Dependence, bad: isl.Map) -> str:
             f"`{dep.array}` {verb}" + (f" (with {', '.join(params)})" if params else ""))
 
 
-def parallel_sums(model: KernelModel, parallel_reductions: bool) -> set[str]:
-    """Sums a parallel loop may carry: with fastmath, on targets that combine per-thread partial sums."""
-    return reduction_scalars(model) if parallel_reductions and model.fastmath else set()
+def parallel_sums(model: KernelModel, parallel_reductions: bool) -> bool:
+    """Whether parallel loops may carry sums: with fastmath, on targets that combine partial sums."""
+    return parallel_reductions and model.fastmath
 
 
 def check_legal(model: KernelModel, what: str = "the schedule", *, parallel_reductions: bool = False) -> None:
@@ -150,7 +169,8 @@ def check_legal(model: KernelModel, what: str = "the schedule", *, parallel_redu
             raise ScheduleError(f"loop `{name}`{at} cannot run {how}: it carries " + describe(model, *found),
                                 hint="use range() for this loop, choose another loop, "
                                      "or pass unsafe=True if you know better")
-        out = escaping(model, name, parallel_sums(model, parallel_reductions)) if tag == "parallel" else None
+        out = escaping(model, name, allow_reductions=parallel_sums(model, parallel_reductions)) \
+            if tag == "parallel" else None
         if out is not None:
             src, snk = model.instruction(out.source), model.instruction(out.sink)
             raise ScheduleError(f"loop `{name}` cannot run in parallel: `{out.array}` is assigned in it (line "

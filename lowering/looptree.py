@@ -206,11 +206,12 @@ def _sequential_where_scalars_escape(model: KernelModel, nodes: tuple[Node, ...]
     """A top-level parallel loop whose scalar locals are read by code isl placed after it (a statement of the
     loop's last iteration, split off as `if (...) S(i=n-2)`) runs sequentially: threads and work-items each
     keep their own copy of a scalar. Fastmath sums are exempt: the runtimes combine them."""
-    from .legality import reduction_scalars
-    sums = reduction_scalars(model) if model.fastmath else set()
+    from .legality import loop_sums
     out = list(nodes)
     for k, n in enumerate(out):
         if isinstance(n, For) and n.tag == "parallel":
+            iids = [r.instruction for r in runs_of(n.body)]
+            sums = loop_sums(model, iids) if model.fastmath else set()
             written = {a.name for a in _assignees(model, n.body) if isinstance(a, E.Var)} - sums
             if written & _reads(model, out[k + 1:]):
                 tag = "vector" if (n.name, "vector") in model.tags else None
@@ -218,23 +219,24 @@ def _sequential_where_scalars_escape(model: KernelModel, nodes: tuple[Node, ...]
     return tuple(out)
 
 
-def _runs(nodes):
+def runs_of(nodes):
+    """The Run nodes under `nodes`, in order."""
     for n in nodes:
         if isinstance(n, For):
-            yield from _runs(n.body)
+            yield from runs_of(n.body)
         elif isinstance(n, If):
-            yield from _runs(n.then + n.orelse)
+            yield from runs_of(n.then + n.orelse)
         else:
             yield n
 
 
 def _assignees(model: KernelModel, nodes):
-    return [model.instruction(r.instruction).assignee for r in _runs(nodes)]
+    return [model.instruction(r.instruction).assignee for r in runs_of(nodes)]
 
 
 def _reads(model: KernelModel, nodes) -> set[str]:
     names = set()
-    for r in _runs(nodes):
+    for r in runs_of(nodes):
         ins = model.instruction(r.instruction)
         parts = [ins.expression] + ([] if isinstance(ins.assignee, E.Var) else [ins.assignee])
         names |= {x.name for e in parts for x in E.walk(e) if isinstance(x, E.Var)}

@@ -20,8 +20,8 @@ from ..analysis import expr as E
 from ..analysis.model import KernelModel
 from ..asm import Function, Mem
 from .layout import POINTER_ARGS, block_layout
-from .legality import reduction_scalars
-from .looptree import For, If, LoopTree, Run
+from .legality import loop_sums
+from .looptree import For, If, LoopTree, Run, runs_of
 from .native_numeric import SIGNED, UNSIGNED, NumericCode
 from .opencl import split_phases
 from .typeof import type_of
@@ -51,7 +51,6 @@ class NativeEmitter(NumericCode):
         self.types = {a.name: a.dtype for a in model.arguments}
         self.types.update({t.name: t.dtype for t in model.temporaries})
         self.layout = block_layout(model)
-        self.sums = reduction_scalars(model) if model.fastmath else set()
 
     # -- phase functions --------------------------------------------------------------------------------
     def phases(self) -> tuple[NativePhase, ...]:
@@ -59,6 +58,8 @@ class NativeEmitter(NumericCode):
         for nodes, dims in split_phases(self.tree):  # threads take the outermost parallel loop
             name = f"{self.model.name}_p{len(out)}"
             loop = dims[0] if dims else None
+            self.sums = loop_sums(self.model, [r.instruction for r in runs_of(loop.body)]) \
+                if loop is not None and self.model.fastmath else set()
             sums = tuple((slot, self.types[n]) for n, slot in self.layout.locals if n in self.sums) if loop else ()
             out.append(NativePhase(name, self.function(name, nodes, loop), loop is not None, loop, sums))
         return tuple(out)

@@ -15,8 +15,8 @@ from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from .ctypes_ import C_TYPES, UNSIGNED
-from .legality import reduction_scalars
-from .looptree import For, If, LoopTree, Run
+from .legality import loop_sums
+from .looptree import For, If, LoopTree, Run, runs_of
 from .typeof import type_of
 from .workgroups import find_group_nest, footprint, item_guard, prefetches
 
@@ -128,7 +128,6 @@ class OpenCLEmitter:
         self.slots = tuple(t.name for t in model.temporaries if not t.shape)
         self.used_dtypes = set(self.types.values()) | {"int64"}
         self.local_reads: dict = {}  # array -> Footprint while emitting a prefetching work-group body
-        self.sums = reduction_scalars(model) if model.fastmath else set()
 
     # -- types ------------------------------------------------------------------------------------------
     def type_of(self, e: E.Expr) -> str:
@@ -308,11 +307,13 @@ class OpenCLEmitter:
 
     def phase_sums(self, dims) -> tuple[int, ...]:
         """Scratch slots of the fastmath sums an NDRange phase accumulates (each work-item a partial sum)."""
-        if not dims or not self.sums:
+        if not dims or not self.model.fastmath:
             return ()
-        written = {self.model.instruction(r.instruction).assignee.name for r in _runs(dims[-1].body)
-                   if isinstance(self.model.instruction(r.instruction).assignee, E.Var)}
-        return tuple(k for k, s in enumerate(self.slots) if s in self.sums and s in written)
+        runs = [r.instruction for r in runs_of(dims[-1].body)]
+        sums = loop_sums(self.model, runs)
+        written = {self.model.instruction(r).assignee.name for r in runs
+                   if isinstance(self.model.instruction(r).assignee, E.Var)}
+        return tuple(k for k, s in enumerate(self.slots) if s in sums and s in written)
 
     def kernel(self, name: str, nodes, dims: tuple[For, ...] = ()) -> str:
         out = [f"__kernel void {name}({self.params()})", "{"]
@@ -451,16 +452,6 @@ class OpenCLEmitter:
         needs_fp64 = "double" in body or any(t == "float64" for t in self.types.values())
         source = self.preamble(needs_fp64) + "\n\n" + body + "\n"
         return OpenCLProgram(source, tuple(phases), self.arrays, self.scalars, self.slots, needs_fp64)
-
-
-def _runs(nodes):
-    for n in nodes:
-        if isinstance(n, For):
-            yield from _runs(n.body)
-        elif isinstance(n, If):
-            yield from _runs(n.then + n.orelse)
-        else:
-            yield n
 
 
 def _constant(e):

@@ -206,3 +206,46 @@ def test_sum_in_a_one_point_branch(target):
     k = polyjit.kernel(one_point_branch_sum, target=target, cache=False)
     for n in (0, 1, 2, 5):
         check(k, np.arange(6), n, exact_type=n > 1)  # Python's s stays a Python int when the branch never runs
+
+
+def sum_then_dependent_updates(A, n):
+    """device fuzz (seed 201, program 197): under fastmath the second loop, whose update reads `s`, was taken
+    for a sum because the first loop sums into `s`, and ran in parallel: -4 instead of 2."""
+    s = 0
+    for i in range(n):
+        s += -2
+    for j in range(2, n):
+        s += (j - s if 1.5 - 2 < s - 1.5 or j % 2 == 0 else -2 + 2)
+    return s
+
+
+@pytest.mark.parametrize("target", ["native", "opencl"])
+def test_only_true_sums_run_in_parallel(target):
+    k = polyjit.kernel(sum_then_dependent_updates, target=target, fastmath=True, cache=False)
+    for n in (0, 3, 6):
+        check(k, np.zeros(3), n)
+    assert "j=parallel" not in k.inspect_schedule(np.zeros(3), 6)
+
+
+def does_nothing(A, n):
+    """device fuzz (seed 202, program 571): a kernel without statements has no phase; the per-call Python
+    had a syntax error `(,)`."""
+    pass
+
+
+def precision_by_branch(A, n):
+    """device fuzz (seed 202, programs 292, 795): s is np.float32 until `s += A[k]` (int64) makes it float64 at
+    run time, and only if that branch runs."""
+    s = np.float32(0.0)
+    for k in range(2):
+        s = s + 0.5
+        if k == n:
+            s += A[k]
+    return s
+
+
+def test_empty_kernels_and_locals_that_change_precision():
+    k = polyjit.kernel(does_nothing, cache=False)
+    assert k(np.zeros(2), 3) is None and k(np.zeros(2), 3) is None
+    with pytest.raises(polyjit.TypingError, match="precision would change"):
+        polyjit.kernel(precision_by_branch, cache=False)(np.arange(3), 5)
