@@ -97,7 +97,7 @@ class Analysis:
     """What the allocator needs to know about a program (see the module docstring)."""
 
     __slots__ = ("keys", "index", "ids", "masks", "events", "sizes", "wide", "needs_low", "hints", "copies",
-                 "rets", "defined", "calls")
+                 "rets", "defined", "calls", "live_in")
 
     def value(self, r):
         """Value id of a register (None for one that no instruction reads or writes)."""
@@ -304,5 +304,5 @@ def analyse(items, avx512: bool) -> Analysis:
             sizes[r[2]] = r[1]
     a.keys, a.index, a.ids, a.masks, a.events = keys, index, ids, masks, events
     a.sizes, a.wide, a.needs_low, a.hints, a.copies, a.rets = sizes, wide, needs_low, hints, copies, rets
-    a.defined, a.calls = defined, calls
+    a.defined, a.calls, a.live_in = defined, calls, live_in
     return a

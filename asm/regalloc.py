@@ -9,10 +9,11 @@ and block their register where live.  Virtuals are assigned greedily in order of
 spill weight (reads and writes per live position; on ties the one ending last) are spilled whole to a
 stack slot (64 bytes for zmm) and accessed through three scratch registers per class (preferably
 r11/r10/rbx and xmm15/14/13, always ones the program does not name itself), which are only reserved
-when spilling is needed.  The rewrite memoises substituted operands (registers and addresses are
-tuples), creates instructions only where operands change, rewrites instructions whose registers are
-all operands (most) from their per-mnemonic shape without effect lists, and builds each spill
-load/store once per function.
+when spilling is needed (at once when more virtuals of a class are live at a block entry than it has
+registers, otherwise after an assignment without them fails).  The rewrite memoises substituted
+operands (registers and addresses are tuples) and creates instructions only where operands change;
+instructions touching spilled values go to ``spill.Spiller`` (per-pattern plans, folding into slot
+operands, spill loads/stores built once per function).
 Copies that end up between one register are elided.  The prologue saves exactly the callee-saved
 registers written; the frame keeps rsp 16-byte aligned at calls; vzeroupper precedes ``ret``
 whenever ymm/zmm registers were used.  Opmask virtuals spill too (8-byte slots, kmovq).
@@ -25,26 +26,16 @@ from functools import partial
 from operator import itemgetter
 
 from .assembler import MachineCode, assemble
-from .effects import is_zero_idiom, register_effects
-from .encoder import has_form
 from .liveness import CLS as _CLS
 from .liveness import FAST_SHAPES, analyse, build_cfg
-from .operands import GP, K_REGS, KREG, XMM, XMM_REGS, YMM, YMM_REGS, ZMM, ZMM_REGS, Bind, Instr, Mem, Reg
+from .operands import GP, K_REGS, XMM, YMM, YMM_REGS, ZMM, ZMM_REGS, Bind, Instr, Mem, Reg
 from .program import Program
+from .spill import _PHYS, SPILLED, Elided, Spiller
+from .spill import phys as _phys
 
 
 class AllocationError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Elided:
-    """A register copy whose source and destination got the same register (emits nothing)."""
-
-    instr: Instr
-
-    def __str__(self) -> str:
-        return f"; elided {self.instr}"
 
 
 _GP_ORDER = (0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 12, 13, 14, 15, 5)   # caller-saved first, never rsp
@@ -53,21 +44,12 @@ _VEC_SCRATCH = (15, 14, 13, 12, 11, 10, 9, 8)
 _K_SCRATCH = (7, 6, 5, 4, 3, 2, 1)
 _RSP = Reg(GP, 8, 4)
 _VEC = (XMM, YMM, ZMM)
-_PHYS: dict = {}
+_SPILLED = SPILLED
 _instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
 _mem = partial(tuple.__new__, Mem)  # Mem from a 7-tuple whose fields were validated already
 _second = itemgetter(1)
 
 __all__ = ["AllocatedProgram", "AllocationError", "Elided", "allocate", "build_cfg", "encode", "has_calls"]
-
-
-def _phys(r: Reg, num: int) -> Reg:
-    """The physical register ``num`` with the view of ``r`` (cached: Reg construction is not free)."""
-    key = (r.kind, r.size, num)
-    p = _PHYS.get(key)
-    if p is None:
-        p = _PHYS[key] = Reg(r.kind, r.size, num)
-    return p
 
 
 @dataclass(frozen=True)
@@ -108,10 +90,26 @@ def allocate(program: Program) -> AllocatedProgram:
     items = program.items
     a = analyse(items, program.isa == "avx512")
     facts = _facts(a)
-    assigned = _assign(program, a, facts, reserve=False)
+    assigned = None if _must_spill(program, a) else _assign(program, a, facts, reserve=False)
     if assigned is None:  # pressure: reserve the scratch registers and assign again
         assigned = _assign(program, a, facts, reserve=True)
     return _rewrite(program, items, a, assigned[0], assigned[1], facts)
+
+
+def _must_spill(program, a) -> bool:
+    """Whether more virtuals of one class are live at some block entry than the class has registers (then
+    the assignment without scratch registers would fail: reserve them at once)."""
+    by_cls = {"gp": 0, "vec": 0, "k": 0}
+    for j, key in enumerate(a.keys):
+        if key[2]:
+            by_cls[key[0]] |= 1 << j
+    limits = (("gp", by_cls["gp"], len(_GP_ORDER)), ("vec", by_cls["vec"], 32 if program.isa == "avx512" else 16),
+              ("k", by_cls["k"], 7))
+    for live in a.live_in:
+        for _, virtuals, limit in limits:
+            if (live & virtuals).bit_count() > limit:
+                return True
+    return False
 
 
 def _facts(a) -> dict:
@@ -225,10 +223,6 @@ class _OperandMap(dict):
         return p
 
 
-_SPILLED = ("spilled",)  # operand_map's value for operands over spilled values (a 1-tuple: unequal to any
-#                          operand at the length check, so ``_SPILLED in ops`` is cheap)
-
-
 def _rewrite(program, items, a, assigned, spilled_ids, facts):
     keys, sizes = a.keys, a.sizes
     spilled = {keys[j] for j in spilled_ids}
@@ -281,7 +275,7 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
         else:
             operand_map[r] = r
 
-    spill = _Spiller(program, a, spilled_ids, slots, facts["scratch"], operand_map, substitute)
+    spill = Spiller(program, a, slots, facts["scratch"], operand_map, substitute)
     copies = a.copies
     origins: list = []  # per emitted item: the index of the original item it implements, or -1
     news: list = []
@@ -307,7 +301,7 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
             mask = substitute(mask)
         if spilled and (_SPILLED in new_ops or mask is _SPILLED):
             fast = FAST_SHAPES[it[0]][n] if n < 6 else None
-            if fast is None or mask is not None or it[3] or it[4] or it[5] or (fast[2] and is_zero_idiom(it)):
+            if fast is None or mask is not None or it[3] or it[4] or it[5]:
                 spill.rewrite(i, it, origins, news)
             else:
                 spill.rewrite_simple(i, it, new_ops, fast, origins, news)
@@ -326,234 +320,6 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
     if any(k[0] == "gp" for k in spilled):
         written.update(facts["scratch"]["gp"])
     return _frame(program, origins, news, rets, assigned, keys, slots, offset, written, a.wide, a.calls)
-
-
-_UNALIGNED = {"vmovaps": "vmovups", "vmovapd": "vmovupd", "vmovdqa": "vmovdqu", "vmovdqa32": "vmovdqu32",
-              "vmovdqa64": "vmovdqu64"}
-
-
-class _Spiller:
-    """Rewrites instructions that touch spilled values: one of them may be folded into a stack-slot
-    operand where the form allows it, the others are reloaded into scratch registers before and
-    stored after; spill loads/stores and slot operands are built once per function."""
-
-    def __init__(self, program, a, spilled_ids, slots, scratch_pools, operand_map, substitute):
-        self.keys, self.ids_get, self.copies = a.keys, a.ids.get, a.copies
-        self.value, self.spilled_ids, self.slots, self.scratch_pools = a.value, spilled_ids, slots, scratch_pools
-        self.operand_map, self.substitute = operand_map, substitute
-        self.vec_move = "movups" if program.isa == "sse2" else "vmovups"
-        self.loads: dict = {}
-        self.stores: dict = {}
-        self.slot_mems: dict = {}
-
-    def sub(self, r, scratch, by_reg):
-        """A register after allocation; spilled values get the next scratch register of their class."""
-        if r is None:
-            return None
-        p = self.operand_map.get(r)
-        if p is None:
-            p = self.substitute(r)
-        if p is not _SPILLED:
-            return p
-        j = self.ids_get(r)
-        if j is None:
-            j = self.value(r)
-        by_reg[r] = j
-        n = scratch.get(j)
-        if n is None:
-            n = self.scratch_for(j, scratch)
-        return _phys(r, n)
-
-    def fold_candidate(self, it: Instr, defs):
-        """(operand index, stack-slot Mem) when a spilled register operand can be read/written in place.
-
-        Only for instructions without another memory operand or mask, never legacy SSE (alignment and
-        merge semantics differ from the register form), only for a virtual that appears once, and for
-        a definition only when the view covers the whole slot (a narrower register write would have
-        zero-extended)."""
-        ops = it[1]
-        operand_map = self.operand_map
-        for j, op in enumerate(ops):
-            if type(op) is not Reg or operand_map.get(op) is not _SPILLED or op[0] == KREG:
-                continue
-            if op[0] in _VEC and it[0][0] != "v":
-                continue
-            num = op[2]
-            for k, o in enumerate(ops):
-                if k != j and type(o) is Reg and o[2] == num and o[3]:
-                    break
-            else:
-                mem = self.slot_mems.get(op)
-                if mem is None:
-                    off, size = self.slots[self.keys[self.value(op)]]
-                    mem = self.slot_mems[op] = (Mem(_RSP, disp=off, size=op[1]), op[1] == size)
-                if j == 0 and not mem[1] and op in defs:
-                    continue
-                return j, mem[0]
-        return None
-
-    def spill_moves(self, scratch, by_reg, regs, moves, load, origins, news):
-        """Loads (before) or stores (after) of the scratch-held values among ``regs``."""
-        done = None
-        for r in regs:
-            j = by_reg.get(r)
-            if j is None:
-                continue
-            if done is None:
-                done = {j}
-            elif j in done:
-                continue
-            else:
-                done.add(j)
-            n = scratch[j]
-            move = moves.get(j * 64 + n)
-            if move is None:
-                key = self.keys[j]
-                move = moves[j * 64 + n] = _spill_move(key, n, self.slots[key], self.vec_move, load)
-            origins.append(-1)
-            news.append(move)
-
-    def rewrite_simple(self, i, it, new_ops, fast, origins, news):
-        """``rewrite`` for an instruction whose registers are all explicit operands, read or written as
-        ``fast`` (liveness.FAST_SHAPES) says: no effect lists, loads and stores straight from the operands."""
-        ops = it[1]
-        fold = None
-        if Mem not in map(type, ops):
-            fold = self.fold_candidate(it, (ops[0],) if fast[1] else ())
-        new_ops = list(new_ops)
-        ids_get, operand_map = self.ids_get, self.operand_map
-        scratch: dict = {}
-        loads = []
-        store = None
-        for k, p in enumerate(new_ops):
-            if p is not _SPILLED:
-                continue
-            op = ops[k]
-            if type(op) is Reg:
-                if fold is not None and k == fold[0]:
-                    new_ops[k] = fold[1]
-                    continue
-                j = ids_get(op)
-                n = scratch.get(j)
-                if n is None:
-                    n = self.scratch_for(j, scratch)
-                new_ops[k] = _phys(op, n)
-                if k:
-                    loads.append(j)
-                else:
-                    if fast[1]:
-                        store = j
-                    # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
-                    if fast[0] or (fast[1] and op[0] == GP and op[1] < 4):
-                        loads.append(j)
-            else:
-                regs = [op[0], op[1]]
-                for x, r in enumerate(regs):
-                    if r is not None and r[3]:
-                        q = operand_map[r]
-                        if q is _SPILLED:
-                            j = ids_get(r)
-                            n = scratch.get(j)
-                            if n is None:
-                                n = self.scratch_for(j, scratch)
-                            q = _phys(r, n)
-                            loads.append(j)
-                        regs[x] = q
-                new_ops[k] = _mem((regs[0], regs[1]) + op[2:])
-        mnemonic = it[0]
-        if fold is not None:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
-            mnemonic = _UNALIGNED.get(mnemonic, mnemonic)
-        new = _instr((mnemonic, tuple(new_ops)) + it[2:])
-        if fold is not None and not has_form(new):  # no memory form there: the general path
-            return self.rewrite(i, it, origins, news, no_fold=True)
-        if loads:
-            moves, keys = self.loads, self.keys
-            for j in dict.fromkeys(loads) if len(loads) > 1 else loads:
-                n = scratch[j]
-                move = moves.get(j * 64 + n)
-                if move is None:
-                    key = keys[j]
-                    move = moves[j * 64 + n] = _spill_move(key, n, self.slots[key], self.vec_move, True)
-                origins.append(-1)
-                news.append(move)
-        origins.append(i)
-        news.append(Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new)
-        if store is not None:
-            n = scratch[store]
-            move = self.stores.get(store * 64 + n)
-            if move is None:
-                key = self.keys[store]
-                move = self.stores[store * 64 + n] = _spill_move(key, n, self.slots[key], self.vec_move, False)
-            origins.append(-1)
-            news.append(move)
-
-    def scratch_for(self, j, scratch) -> int:
-        """The next scratch register of value ``j``'s class in this instruction."""
-        keys = self.keys
-        cls = keys[j][0]
-        taken = 0
-        for k in scratch:
-            if keys[k][0] == cls:
-                taken += 1
-        n = scratch[j] = self.scratch_pools[cls][taken]
-        return n
-
-    def rewrite(self, i, it, origins, news, no_fold=False):
-        uses, defs = register_effects(it)
-        operand_map, sub = self.operand_map, self.sub
-        ops = it[1]
-        fold = None
-        if it[2] is None and not no_fold and Mem not in map(type, ops):
-            fold = self.fold_candidate(it, defs)
-        scratch: dict = {}
-        by_reg: dict = {}
-        new_ops = []
-        for j, op in enumerate(ops):
-            new = operand_map[op]
-            if new is not _SPILLED:
-                new_ops.append(new)
-            elif fold is not None and j == fold[0]:
-                new_ops.append(fold[1])
-            elif type(op) is Reg:
-                new_ops.append(sub(op, scratch, by_reg))
-            else:
-                new_ops.append(_mem((sub(op[0], scratch, by_reg), sub(op[1], scratch, by_reg)) + op[2:]))
-        mnemonic = it[0]
-        if fold is not None:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
-            mnemonic = _UNALIGNED.get(mnemonic, mnemonic)
-        mask = it[2]
-        if mask is not None:
-            mask = sub(mask, scratch, by_reg)
-        new = _instr((mnemonic, tuple(new_ops), mask, it[3], it[4], it[5]))
-        if fold is not None and not has_form(new):  # the form has no memory operand there: use a scratch register
-            new_ops[fold[0]] = sub(ops[fold[0]], scratch, by_reg)
-            new = _instr((it[0], tuple(new_ops)) + new[2:])
-        if scratch:
-            # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
-            narrow = [r for r in defs if r[0] == GP and r[1] < 4]
-            self.spill_moves(scratch, by_reg, uses + narrow if narrow else uses, self.loads, True, origins, news)
-        origins.append(i)
-        news.append(Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new)
-        if scratch:
-            self.spill_moves(scratch, by_reg, defs, self.stores, False, origins, news)
-
-
-_VIEW0 = {"gp": _RSP, "k": K_REGS[0], 16: XMM_REGS[0], 32: YMM_REGS[0], 64: ZMM_REGS[0]}
-
-
-def _spill_move(key, num, slot, vec_move, load):
-    off, size = slot
-    mem = _mem((_RSP, None, 1, off, size, 0, None))
-    if key[0] == "gp":
-        move, reg = "mov", _phys(_RSP, num)
-    elif key[0] == "k":  # AVX512BW: part of the avx512 tier, the only one with opmasks
-        move, reg = "kmovq", _phys(_VIEW0["k"], num)
-    else:
-        reg = _phys(_VIEW0[size], num)
-        # unaligned moves: spill slots are 16-byte aligned only in functions that call out (found by the
-        # fuzzer: an xmm spill with movaps faulted in a leaf function)
-        move = "vmovups" if size > 16 else {"movaps": "movups", "vmovaps": "vmovups"}.get(vec_move, vec_move)
-    return _instr((move, (reg, mem) if load else (mem, reg), None, False, (), ()))
 
 
 def _frame(program, origins, news, rets, assigned, keys, slots, spill_bytes, written, wide, calls):

@@ -1,0 +1,409 @@
+"""Spill code for the allocator: rewriting instructions that touch spilled values.
+
+A spilled value lives in a stack slot.  An instruction reading or writing it gets the slot itself as an
+operand where the form allows (folding; one spilled register per instruction, never for legacy SSE or
+opmasks), otherwise a scratch register of the value's class, loaded before and stored after.
+
+Instructions whose registers are all explicit operands (``liveness.FAST_SHAPES``) are rewritten from a
+plan: which operand to fold, which scratch register each spilled value gets, what to load and store.
+A plan depends only on the mnemonic and on the pattern of spilled operands (their positions, classes,
+which are one value, narrow GP views, views narrower than their slot), so it is made once per pattern
+and process and applied with table look-ups.  Everything that names registers or slots (scratch views,
+slot operands, spill loads and stores) is built at most once per value and view in an ``allocate`` call.
+Other instructions (masks, implicit registers, calls) take the general path through
+``effects.register_effects``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from .effects import is_zero_idiom, register_effects
+from .encoder import has_form
+from .operands import GP, K_REGS, KREG, XMM_REGS, YMM_REGS, ZMM_REGS, Instr, Mem, Reg
+
+_RSP = Reg(GP, 8, 4)
+_VEC_KINDS = ("xmm", "ymm", "zmm")
+_PHYS: dict = {}
+_instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
+_mem = partial(tuple.__new__, Mem)  # Mem from a 7-tuple whose fields were validated already
+
+SPILLED = ("spilled",)  # the allocator's operand map value for operands over spilled values (a 1-tuple:
+#                         unequal to any operand at the length check, so ``SPILLED in ops`` is cheap)
+
+UNALIGNED = {"vmovaps": "vmovups", "vmovapd": "vmovupd", "vmovdqa": "vmovdqu", "vmovdqa32": "vmovdqu32",
+             "vmovdqa64": "vmovdqu64"}
+
+_PLANS: dict = {}  # (mnemonic, zero idiom, folding allowed, per-operand spill pattern) -> plan (_make_plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Elided:
+    """A register copy whose source and destination got the same register (emits nothing)."""
+
+    instr: Instr
+
+    def __str__(self) -> str:
+        return f"; elided {self.instr}"
+
+
+def phys(r: Reg, num: int) -> Reg:
+    """The physical register ``num`` with the view of ``r`` (cached: Reg construction is not free)."""
+    key = (r.kind, r.size, num)
+    p = _PHYS.get(key)
+    if p is None:
+        p = _PHYS[key] = Reg(r.kind, r.size, num)
+    return p
+
+
+_VIEW0 = {"gp": _RSP, "k": K_REGS[0], 16: XMM_REGS[0], 32: YMM_REGS[0], 64: ZMM_REGS[0]}
+
+
+def spill_move(key, num, slot, vec_move, load):
+    """Load (``load``) or store of value ``key``'s slot through physical register ``num``."""
+    off, size = slot
+    mem = _mem((_RSP, None, 1, off, size, 0, None))
+    if key[0] == "gp":
+        move, reg = "mov", phys(_RSP, num)
+    elif key[0] == "k":  # AVX512BW: part of the avx512 tier, the only one with opmasks
+        move, reg = "kmovq", phys(_VIEW0["k"], num)
+    else:
+        reg = phys(_VIEW0[size], num)
+        # unaligned moves: spill slots are 16-byte aligned only in functions that call out (found by the
+        # fuzzer: an xmm spill with movaps faulted in a leaf function)
+        move = "vmovups" if size > 16 else {"movaps": "movups", "vmovaps": "vmovups"}.get(vec_move, vec_move)
+    return _instr((move, (reg, mem) if load else (mem, reg), None, False, (), ()))
+
+
+_CLASSES = ("gp", "vec", "k")
+
+
+def _decode(code):
+    """Pattern entry of an operand code (see ``Spiller.rewrite_simple``)."""
+    if type(code) is tuple:  # an address over spilled registers
+        return ("m", _decode(code[1]), _decode(code[2]))
+    if code <= 0:
+        return "M" if code else None
+    a, c = code % 8, code // 8 - 1
+    return (a, _CLASSES[c % 3], (c // 3) % 2 == 1, c // 6 == 1)
+
+
+def _make_plan(m, fast, zero, fold_ok, codes):
+    """How to rewrite an instruction of mnemonic ``m`` (shape ``fast``) whose operands are, by position
+    (decoded ``codes``), None (not spilled), "M" (an address over allocated registers) or a spilled
+    register (a, cls, whole, narrow) with ``a`` numbering the spilled values of the instruction in order of
+    first appearance, or a spilled address ("m", base, index) with each register None or as above.
+
+    Returns (mnemonic, fold position or -1, actions, loads, store) where actions are (position, kind, s, s2)
+    with kind 0: fold into the slot, 1: scratch register ``s``, 2: address with base/index in scratch s/s2
+    (-1: allocated); loads are (a, s) in order, store (a, s) or None."""
+    pattern = [_decode(c) for c in codes]
+    fold = -1
+    # folding: only without another memory operand, never opmasks or legacy SSE (alignment and merge
+    # semantics differ from the register form), only for a value that appears once, and for a definition
+    # only when the view covers the whole slot (a narrower register write would have zero-extended)
+    if fold_ok and "M" not in pattern and not any(type(p) is tuple and p[0] == "m" for p in pattern):
+        for k, p in enumerate(pattern):
+            if p is None or p[1] == "k" or (p[1] == "vec" and m[0] != "v"):
+                continue
+            if sum(1 for q in pattern if q is not None and q[0] == p[0]) > 1:
+                continue
+            if k == 0 and not p[2] and (fast[1] or zero):
+                continue
+            fold = k
+            break
+    scratch: dict = {}   # a -> scratch index
+    taken: dict = {}     # cls -> scratch indices handed out
+
+    def scratch_of(p):
+        s = scratch.get(p[0])
+        if s is None:
+            s = scratch[p[0]] = taken.get(p[1], 0)
+            taken[p[1]] = s + 1
+        return s
+
+    actions, loads = [], []
+    store = None
+    for k, p in enumerate(pattern):
+        if p is None or p == "M":
+            continue
+        if p[0] == "m":
+            s = scratch_of(p[1]) if p[1] is not None else -1
+            s2 = scratch_of(p[2]) if p[2] is not None else -1
+            actions.append((k, 2, s, s2))
+            if not zero:
+                for q in (p[1], p[2]):
+                    if q is not None:
+                        loads.append((q[0], scratch[q[0]]))
+            continue
+        if k == fold:
+            actions.append((k, 0, -1, -1))
+            continue
+        s = scratch_of(p)
+        actions.append((k, 1, s, -1))
+        if k:
+            if not zero:
+                loads.append((p[0], s))
+        else:
+            if fast[1] or zero:
+                store = (p[0], s)
+            # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
+            if (fast[0] and not zero) or ((fast[1] or zero) and p[3]):
+                loads.append((p[0], s))
+    if fold >= 0:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
+        m = UNALIGNED.get(m, m)
+    return m, fold, tuple(actions), tuple(dict.fromkeys(loads)), store
+
+
+class Spiller:
+    """Rewrites instructions that touch spilled values (see the module docstring)."""
+
+    def __init__(self, program, a, slots, scratch_pools, operand_map, substitute):
+        self.keys, self.ids_get, self.copies = a.keys, a.ids.get, a.copies
+        self.value, self.slots, self.scratch_pools = a.value, slots, scratch_pools
+        self.operand_map, self.substitute = operand_map, substitute
+        self.vec_move = "movups" if program.isa == "sse2" else "vmovups"
+        self.slot_mems: dict = {}
+        self.values: dict = {}  # spilled value id -> [key, loads by scratch index, stores by scratch index]
+        self.regs: dict = {}    # spilled register view -> (code, value entry, scratch views, slot operand)
+        self.addrs: dict = {}   # (address over a spilled register, scratch indices) -> address after allocation
+
+    # ---- plans: instructions of FAST_SHAPES ------------------------------------------------------------
+    def _reg(self, op):
+        j = self.ids_get(op)
+        if j is None:
+            j = self.value(op)
+        key = self.keys[j]
+        cls = key[0]
+        off, size = self.slots[key]
+        v = self.values.get(j)
+        if v is None:
+            v = self.values[j] = [key, [None, None, None], [None, None, None]]
+        code = 8 * (1 + _CLASSES.index(cls) + 3 * ((op[1] == size) + 2 * (op[0] == GP and op[1] < 4)))
+        views = tuple(phys(op, n) for n in self.scratch_pools[cls])
+        info = self.regs[op] = (code, v, views, _mem((_RSP, None, 1, off, op[1], 0, None)))
+        return info
+
+    def _code(self, op, values, vinfos):
+        """Operand code of a spilled register (its class and view, ``a`` in its low bits) or address."""
+        if type(op) is not Reg:
+            codes = ["m"]
+            for r in (op[0], op[1]):
+                codes.append(0 if r is None or not r[3] or self.operand_map[r] is not SPILLED
+                             else self._code(r, values, vinfos))
+            return tuple(codes)
+        info = self.regs.get(op)
+        if info is None:
+            info = self._reg(op)
+        v = info[1]
+        if v in values:
+            return info[0] + values.index(v)
+        values.append(v)
+        vinfos.append(info)
+        return info[0] + len(values) - 1
+
+    def rewrite_simple(self, i, it, new_ops, fast, origins, news):
+        """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) from its plan.
+
+        The plan's key codes each spilled operand as an int (class, view, which spilled value of the
+        instruction it is) or, for an address, a tuple; other operands as 0 (-1 for an address)."""
+        m, ops = it[0], it[1]
+        values: list = []   # value entries by a
+        vinfos: list = []   # a register info by a (its scratch views give the scratch register numbers)
+        codes = [m, fast[2] and is_zero_idiom(it), True]
+        regs_get = self.regs.get
+        for k in range(len(ops)):
+            p = new_ops[k]
+            if p is not SPILLED:
+                codes.append(-1 if type(p) is Mem else 0)
+                continue
+            op = ops[k]
+            info = regs_get(op) if type(op) is Reg else None
+            if info is None:
+                codes.append(self._code(op, values, vinfos))
+                continue
+            v = info[1]
+            if v in values:
+                codes.append(info[0] + values.index(v))
+            else:
+                codes.append(info[0] + len(values))
+                values.append(v)
+                vinfos.append(info)
+        key = tuple(codes)
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = _PLANS[key] = _make_plan(m, fast, key[1], True, key[3:])
+        mnemonic, fold, actions, loads, store = plan
+        out = list(new_ops)
+        for k, kind, s, s2 in actions:
+            if kind == 1:
+                out[k] = regs_get(ops[k])[2][s]
+            elif kind == 0:
+                out[k] = regs_get(ops[k])[3]
+            else:
+                out[k] = self._address(ops[k], s, s2)
+        new = _instr((mnemonic, tuple(out)) + it[2:])
+        if fold >= 0 and not has_form(new):  # no memory form there: scratch registers only
+            codes[2] = False
+            key = tuple(codes)
+            plan = _PLANS.get(key)
+            if plan is None:
+                plan = _PLANS[key] = _make_plan(m, fast, key[1], False, key[3:])
+            mnemonic, fold, actions, loads, store = plan
+            for k, _, s, _ in actions:  # scratch registers only: folding needs no other address
+                out[k] = regs_get(ops[k])[2][s]
+            new = _instr((mnemonic, tuple(out)) + it[2:])
+        for a, s in loads:
+            move = values[a][1][s]
+            if move is None:
+                move = values[a][1][s] = self._move(values[a][0], vinfos[a][2][s][2], True)
+            origins.append(-1)
+            news.append(move)
+        origins.append(i)
+        news.append(Elided(new) if i in self.copies and out[0] == out[1] else new)
+        if store is not None:
+            a, s = store
+            move = values[a][2][s]
+            if move is None:
+                move = values[a][2][s] = self._move(values[a][0], vinfos[a][2][s][2], False)
+            origins.append(-1)
+            news.append(move)
+
+    def _move(self, key, n, load):
+        return spill_move(key, n, self.slots[key], self.vec_move, load)
+
+    def _address(self, op, s, s2):
+        key = (op, s, s2)
+        new = self.addrs.get(key)
+        if new is None:
+            base, index = op[0], op[1]
+            base = self.regs[base][2][s] if s >= 0 else (None if base is None else self.operand_map[base])
+            index = self.regs[index][2][s2] if s2 >= 0 else (None if index is None else self.operand_map[index])
+            new = self.addrs[key] = _mem((base, index) + op[2:])
+        return new
+
+    # ---- the general path ----------------------------------------------------------------------------
+    def sub(self, r, scratch, by_reg):
+        """A register after allocation; spilled values get the next scratch register of their class."""
+        if r is None:
+            return None
+        p = self.operand_map.get(r)
+        if p is None:
+            p = self.substitute(r)
+        if p is not SPILLED:
+            return p
+        j = self.ids_get(r)
+        if j is None:
+            j = self.value(r)
+        by_reg[r] = j
+        n = scratch.get(j)
+        if n is None:
+            n = self.scratch_for(j, scratch)
+        return phys(r, n)
+
+    def scratch_for(self, j, scratch) -> int:
+        """The next scratch register of value ``j``'s class in this instruction."""
+        keys = self.keys
+        cls = keys[j][0]
+        taken = 0
+        for k in scratch:
+            if keys[k][0] == cls:
+                taken += 1
+        n = scratch[j] = self.scratch_pools[cls][taken]
+        return n
+
+    def fold_candidate(self, it: Instr, defs):
+        """(operand index, stack-slot Mem) when a spilled register operand can be read/written in place.
+
+        Only for instructions without another memory operand or mask, never legacy SSE (alignment and
+        merge semantics differ from the register form), only for a virtual that appears once, and for
+        a definition only when the view covers the whole slot (a narrower register write would have
+        zero-extended)."""
+        ops = it[1]
+        operand_map = self.operand_map
+        for j, op in enumerate(ops):
+            if type(op) is not Reg or operand_map.get(op) is not SPILLED or op[0] == KREG:
+                continue
+            if op[0] in _VEC_KINDS and it[0][0] != "v":
+                continue
+            num = op[2]
+            for k, o in enumerate(ops):
+                if k != j and type(o) is Reg and o[2] == num and o[3]:
+                    break
+            else:
+                mem = self.slot_mems.get(op)
+                if mem is None:
+                    off, size = self.slots[self.keys[self.value(op)]]
+                    mem = self.slot_mems[op] = (Mem(_RSP, disp=off, size=op[1]), op[1] == size)
+                if j == 0 and not mem[1] and op in defs:
+                    continue
+                return j, mem[0]
+        return None
+
+    def spill_moves(self, scratch, by_reg, regs, load, origins, news):
+        """Loads (before) or stores (after) of the scratch-held values among ``regs``."""
+        done = None
+        for r in regs:
+            j = by_reg.get(r)
+            if j is None:
+                continue
+            if done is None:
+                done = {j}
+            elif j in done:
+                continue
+            else:
+                done.add(j)
+            n = scratch[j]
+            key = self.keys[j]
+            v = self.values.get(j)
+            if v is None:
+                v = self.values[j] = [key, [None, None, None], [None, None, None]]
+            s = self.scratch_pools[key[0]].index(n)
+            moves = v[1] if load else v[2]
+            move = moves[s]
+            if move is None:
+                move = moves[s] = self._move(key, n, load)
+            origins.append(-1)
+            news.append(move)
+
+    def rewrite(self, i, it, origins, news, no_fold=False):
+        """Any instruction: effects from ``register_effects``, the first foldable spilled register folded."""
+        uses, defs = register_effects(it)
+        operand_map, sub = self.operand_map, self.sub
+        ops = it[1]
+        fold = None
+        if it[2] is None and not no_fold and Mem not in map(type, ops):
+            fold = self.fold_candidate(it, defs)
+        scratch: dict = {}
+        by_reg: dict = {}
+        new_ops = []
+        for j, op in enumerate(ops):
+            new = operand_map[op]
+            if new is not SPILLED:
+                new_ops.append(new)
+            elif fold is not None and j == fold[0]:
+                new_ops.append(fold[1])
+            elif type(op) is Reg:
+                new_ops.append(sub(op, scratch, by_reg))
+            else:
+                new_ops.append(_mem((sub(op[0], scratch, by_reg), sub(op[1], scratch, by_reg)) + op[2:]))
+        mnemonic = it[0]
+        if fold is not None:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
+            mnemonic = UNALIGNED.get(mnemonic, mnemonic)
+        mask = it[2]
+        if mask is not None:
+            mask = sub(mask, scratch, by_reg)
+        new = _instr((mnemonic, tuple(new_ops), mask, it[3], it[4], it[5]))
+        if fold is not None and not has_form(new):  # no memory form there: scratch registers only
+            return self.rewrite(i, it, origins, news, no_fold=True)
+        if scratch:
+            # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
+            narrow = [r for r in defs if r[0] == GP and r[1] < 4]
+            self.spill_moves(scratch, by_reg, uses + narrow if narrow else uses, True, origins, news)
+        origins.append(i)
+        news.append(Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new)
+        if scratch:
+            self.spill_moves(scratch, by_reg, defs, False, origins, news)
+
+
