@@ -44,13 +44,15 @@ def split(model: KernelModel, loop: str, factor: int, *, outer: str | None = Non
         raise ScheduleError(f"split factor for `{loop}` must be a positive integer, not {factor!r}")
     _check_tail(tail, loop)
     outer, inner = outer or f"{loop}_outer", inner or f"{loop}_inner"
+    counter = _iteration_counter(model, loop)
     out = []
     for iid, dims in _schedule(model):
         new = []
         for d in dims:
             if d.loop == loop:
-                new.append(SchedDim(f"floor(({d.expr})/{factor})", outer))
-                new.append(SchedDim(f"(({d.expr}) mod {factor})", inner))
+                e = counter.get(d.expr, d.expr)
+                new.append(SchedDim(f"floor(({e})/{factor})", outer))
+                new.append(SchedDim(f"(({e}) mod {factor})", inner))
             else:
                 new.append(d)
         out.append((iid, tuple(new)))
@@ -58,6 +60,26 @@ def split(model: KernelModel, loop: str, factor: int, *, outer: str | None = Non
     if tail == "separate":
         tags += ((separate_key(outer, inner), "separate"),)
     return replace(model, schedule=tuple(out), tags=tags)
+
+
+def _iteration_counter(model: KernelModel, loop: str) -> dict[str, str]:
+    """For a loop with step ±s (s > 1): its schedule expression (`j` or `-j`) -> the iteration counter
+    `(j - offset)/s` (or its negation), so that a split counts iterations rather than values of j. (It is
+    also what isl's AST builder handles correctly: floor(-j/8) over a stride-3 domain lost instances.)"""
+    found = set()
+    for ins in model.instructions:
+        if loop in ins.loops:
+            info = ins.domain.get_stride_info(ins.loops.index(loop))
+            stride = info.get_stride().to_python()
+            if stride > 1:
+                text = str(info.get_offset())
+                found.add((stride, text[text.rindex("[") + 1: text.rindex("]")]))
+            else:
+                found.add((1, None))
+    if len(found) != 1 or next(iter(found))[0] == 1:  # unit steps, or statements at different strides
+        return {}
+    stride, offset = next(iter(found))
+    return {loop: f"floor(({loop} - ({offset}))/{stride})", f"-{loop}": f"floor((({offset}) - {loop})/{stride})"}
 
 
 def reorder(model: KernelModel, order: tuple[str, ...]) -> KernelModel:

@@ -249,3 +249,28 @@ def test_empty_kernels_and_locals_that_change_precision():
     assert k(np.zeros(2), 3) is None and k(np.zeros(2), 3) is None
     with pytest.raises(polyjit.TypingError, match="precision would change"):
         polyjit.kernel(precision_by_branch, cache=False)(np.arange(3), 5)
+
+
+def strided_conditional_sum(C, n):
+    """device fuzz (seed 303, program 798): split/vectorize={'j': 8} of a loop with step -3 scheduled
+    floor(-j/8) over a stride-3 domain, and isl's AST builder lost all but one instance (0 instead of 4).
+    Splits of strided loops now count iterations."""
+    s = np.float64(0)
+    for j in range(n - 1, -1, -3):
+        if j < 3:
+            s += C[n - 1 - j]
+    return s
+
+
+def strided_updates(A, B, n):
+    for j in range(n - 1, -1, -3):
+        A[j] += j
+        B[j] *= 2
+
+
+@pytest.mark.parametrize("hints", [dict(split={"j": 8}), dict(vectorize={"j": 8}), dict(split={"j": 2}),
+                                   dict(split={"j": 3}, tail="separate")])
+def test_splits_of_strided_loops(hints):
+    for n in (0, 1, 2, 3, 4, 7, 11, 20):
+        check(polyjit.kernel(strided_conditional_sum, cache=False, **hints), np.arange(1.0, 21.0), n)
+        check(polyjit.kernel(strided_updates, cache=False, **hints), np.arange(1.0, 21.0), np.arange(20.0), n)
