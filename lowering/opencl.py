@@ -18,7 +18,7 @@ from .ctypes_ import C_TYPES, UNSIGNED
 from .legality import loop_sums
 from .looptree import For, If, LoopTree, Run, runs_of
 from .typeof import type_of
-from .workgroups import find_group_nest, footprint, item_guard, prefetches
+from .workgroups import find_group_nest, footprint, item_guard, prefetches, trip_form
 
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _FLOAT_CALLS = {
@@ -460,22 +460,11 @@ def _constant(e):
     return e.value if isinstance(e, E.Const) else None
 
 
-def _trip_form(f: For, outer: set[str]) -> bool:
-    """Whether the host can count the iterations: `var < e` or `var <= e`, positive step, e and the
-    first value free of loop iterators."""
-    c = f.cond
-    if not (f.step > 0 and isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.left, E.Var)
-            and c.left.name == f.var):
-        return False
-    used = {v.name for x in (c.right, f.init) for v in E.walk(x) if isinstance(v, E.Var)}
-    return not (used & (outer | {f.var}))
-
-
 def _ndrange(node) -> tuple[For, ...]:
     """The perfectly nested parallel loops at the top of `node` that become NDRange dimensions (at most 3)."""
     dims: list[For] = []
     while isinstance(node, For) and node.tag == "parallel" and len(dims) < 3 \
-            and _trip_form(node, {f.var for f in dims}):
+            and trip_form(node, {f.var for f in dims}):
         dims.append(node)
         node = node.body[0] if len(node.body) == 1 else None
     return tuple(dims)

@@ -76,7 +76,9 @@ def _partner(model: KernelModel, outer: For, inner: For) -> int | None:
     return None
 
 
-def _trip_form(f: For, outer: set[str]) -> bool:
+def trip_form(f: For, outer: set[str]) -> bool:
+    """Whether the host can count the iterations: `var < e` or `var <= e`, positive step, e and the
+    first value free of loop iterators."""
     c = f.cond
     if not (f.step > 0 and isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.left, E.Var)
             and c.left.name == f.var):
@@ -92,7 +94,7 @@ def _single(node: For):
 def find_group_nest(model: KernelModel, node) -> GroupNest | None:
     """The work-group mapping of a top-level loop nest, or None where it does not apply."""
     groups: list[For] = []
-    while isinstance(node, For) and node.tag == "parallel" and _trip_form(node, {g.var for g in groups}) \
+    while isinstance(node, For) and node.tag == "parallel" and trip_form(node, {g.var for g in groups}) \
             and not any(_partner(model, g, node) for g in groups):
         groups.append(node)
         node = _single(node)
