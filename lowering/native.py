@@ -19,6 +19,7 @@ import numpy as np
 from ..analysis import expr as E
 from ..analysis.model import KernelModel
 from ..asm import Function, Mem
+from .blocking import block_loop, loop_bound
 from .layout import POINTER_ARGS, block_layout
 from .legality import loop_sums
 from .looptree import For, If, LoopTree, Run, runs_of
@@ -188,14 +189,23 @@ class NativeEmitter(NumericCode):
         vec.emit(n, plan, var)
 
     def loop(self, n: For):
+        if not block_loop(self, n):  # register-blocked, with this loop as its run-time fallback
+            self.plain_loop(n)
+
+    def plain_loop(self, n: For):
         f = self.f
         var = f.gp64()
         f.mov(var, self.expr(n.init))
         self.regs[n.var] = var
         self.vector_part(n, var)
         top, done = f.label("loop"), f.label("done")
+        bound = loop_bound(self, n)  # (jcc leaving the loop, bound register) when the bound is invariant
         f.bind(top)
-        self.jump_unless(n.cond, done)
+        if bound is None:
+            self.jump_unless(n.cond, done)
+        else:
+            f.cmp(var, bound[1])
+            f.emit(bound[0], done)
         self.stmts(n.body)
         f.add(var, n.step)
         f.jmp(top)
@@ -456,6 +466,11 @@ class NativeEmitter(NumericCode):
 
     def x_BinOp(self, e):
         t = self.tof(e.left)
+        if e.op in ("floordiv", "mod") and not t.startswith("float") and isinstance(e.right, E.Const) \
+                and type(e.right.value) is int:
+            k = e.right.value
+            if k > 1 and k & (k - 1) == 0:  # by a power of two: a shift or a mask (floor semantics)
+                return self.int_pow2(e.op, t, self.expr(e.left), k)
         a, b = self.expr(e.left), self.expr(e.right)
         if t.startswith("float"):
             if e.op in ("add", "sub", "mul"):

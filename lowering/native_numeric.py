@@ -167,6 +167,25 @@ class NumericCode:
         f.bind(done)
         return self.wrap(out, t)
 
+    def int_pow2(self, op, t, a, k):
+        """a // k or a % k for k a power of two above 1: numpy's floor division and modulo of two's complement
+        values are an arithmetic (unsigned: logical) shift and a mask."""
+        f = self.f
+        out = f.gp64()
+        f.mov(out, a)
+        if op == "mod":
+            if k - 1 <= 0x7FFFFFFF:
+                f.and_(out, k - 1)
+            else:
+                m = f.gp64()
+                f.mov(m, k - 1)
+                f.and_(out, m)
+        elif t in SIGNED:
+            f.sar(out, k.bit_length() - 1)
+        else:
+            f.shr(out, k.bit_length() - 1)
+        return self.wrap(out, t)
+
     def int_pow(self, t, a, b):
         f = self.f
         out, x, n = f.gp64(), f.gp64(), f.gp64()
