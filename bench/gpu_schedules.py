@@ -1,0 +1,113 @@
+"""GPU figures for the schedules issue, through OpenCL on the lent NVIDIA H100 (see bench/README.md for the set-up):
+saxpy float32 n=2e8 (bandwidth against the 3.35 TB/s HBM peak, and CuPy's 2*x+y), sgemm 4096 with
+parallel=("i", "j"), with work-groups (tile 16x16x16, both halves of each split parallel) and with prefetch of
+A and B into __local memory, against CuPy's float32 matmul. Medians; writes $OUT/gpu.json.
+
+    POLYJIT_OPENCL_DEVICE=NVIDIA python bench/gpu_schedules.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cupy as cp
+import numpy as np
+import pyopencl.array as cla
+
+import polyjit
+from polyjit.opencl_runtime import context_and_queue
+
+WG = ("i_outer", "j_outer", "i_inner", "j_inner")
+SGEMM_HINTS = [
+    ("parallel i,j", dict(parallel=("i", "j"))),
+    ("work-groups 16x16 (k 16)", dict(tile={"i": 16, "j": 16, "k": 16}, parallel=WG)),
+    ("work-groups 16x16 (k 16) + prefetch A,B", dict(tile={"i": 16, "j": 16, "k": 16}, parallel=WG,
+                                                     prefetch={"A": "k_outer", "B": "k_outer"})),
+]
+
+
+def saxpy(a, x, y, o):
+    for i in range(len(x)):
+        o[i] = a * x[i] + y[i]
+
+
+def sgemm(A, B, C):
+    for i in range(C.shape[0]):
+        for j in range(C.shape[1]):
+            for k in range(A.shape[1]):
+                C[i, j] += A[i, k] * B[k, j]
+
+
+def median_time(queue, fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        queue.finish()
+        t0 = time.perf_counter()
+        fn()
+        queue.finish()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def cupy_time(fn, reps: int = 10) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        cp.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        fn()
+        cp.cuda.Device().synchronize()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ctx, q = context_and_queue()
+    out = {"device": ctx.devices[0].name}
+    print("device:", ctx.devices[0].name, flush=True)
+    n = 2 * 10**8
+    k = polyjit.kernel(saxpy, target="opencl", parallel="i", cache=False)
+    x = cla.to_device(q, np.random.rand(n).astype(np.float32))
+    y = cla.to_device(q, np.random.rand(n).astype(np.float32))
+    o = cla.empty_like(x)
+    k(np.float32(2), x, y, o)
+    ok = np.allclose(o.get()[:1000], 2 * x.get()[:1000] + y.get()[:1000])
+    t = median_time(q, lambda: k(np.float32(2), x, y, o), 10)
+    out["saxpy_GBps"] = 12 * n / t / 1e9
+    print(f"saxpy f32 n={n}: {t * 1e3:.2f} ms, {12 * n / t / 1e9:.0f} GB/s "
+          f"({12 * n / t / 1e9 / 3350 * 100:.0f}% of 3.35 TB/s) ok={ok}", flush=True)
+    cx, cy = cp.asarray(x.get()), cp.asarray(y.get())
+    print(f"cupy 2*x+y: {cupy_time(lambda: 2 * cx + cy) * 1e3:.2f} ms", flush=True)
+    N = 4096
+    A = np.random.rand(N, N).astype(np.float32)
+    B = np.random.rand(N, N).astype(np.float32)
+    dA, dB = cla.to_device(q, A), cla.to_device(q, B)
+    for name, hints in SGEMM_HINTS:
+        g = polyjit.kernel(sgemm, target="opencl", cache=False, **hints)
+        dC = cla.zeros(q, (N, N), np.float32)
+        try:
+            t0 = time.perf_counter()
+            g(dA, dB, dC)
+            q.finish()
+            first = time.perf_counter() - t0
+            t = median_time(q, lambda g=g, dC=dC: g(dA, dB, dC), 3)
+            check = cla.zeros(q, (N, N), np.float32)
+            g(dA, dB, check)
+            ok = np.allclose(check.get()[:64, :64], A[:64] @ B[:, :64], rtol=1e-3)
+            print(f"sgemm {N} [{name}]: {t * 1e3:.1f} ms, {2 * N**3 / t / 1e12:.2f} TFLOP/s "
+                  f"(first call {first:.2f} s) ok={ok}", flush=True)
+            out[f"sgemm_{name}"] = 2 * N**3 / t / 1e12
+        except Exception as e:  # noqa: BLE001 - report and go on with the next schedule
+            print("sgemm", name, "failed:", type(e).__name__, str(e)[:300], flush=True)
+    cA, cB = cp.asarray(A), cp.asarray(B)
+    t = cupy_time(lambda: cp.matmul(cA, cB))
+    print(f"cupy matmul f32 {N}: {t * 1e3:.2f} ms, {2 * N**3 / t / 1e12:.2f} TFLOP/s", flush=True)
+    out["cupy_sgemm_TFLOPs"] = 2 * N**3 / t / 1e12
+    with open(os.path.join(os.environ.get("OUT", "/tmp"), "gpu.json"), "w") as fh:
+        json.dump(out, fh)
+
+
+if __name__ == "__main__":
+    main()
