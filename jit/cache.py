@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import types
 import warnings
 
 # SHA-512 from the module `random` has already loaded (numpy imports it): hashlib would load libcrypto and
 # _blake2 another extension module, each a fraction of the two milliseconds of the cached path.
-try:
-    from _sha2 import sha512 as _hash  # Python >= 3.12
-except ImportError:  # pragma: no cover - depends on the Python version
+_loaded = sys.modules.get("_sha2") or sys.modules.get("_sha512")  # Python >= 3.12 / 3.11 (a failed import
+if _loaded is not None:                                            # searches sys.path: ~0.1 ms)
+    _hash = _loaded.sha512
+else:  # pragma: no cover - depends on the Python version and on what numpy loaded
     try:
-        from _sha512 import sha512 as _hash
+        from _sha2 import sha512 as _hash
     except ImportError:
-        from hashlib import sha512 as _hash
+        try:
+            from _sha512 import sha512 as _hash
+        except ImportError:
+            from hashlib import sha512 as _hash
 
 MAGIC = b"PJC\x03"
 FORMAT = 7
@@ -98,8 +103,6 @@ def _filled(cell) -> bool:
 
 
 def make_key(*parts) -> str:
-    import sys
-
     from . import __version__
     # entries hold marshaled Python code: the interpreter's version is part of every key
     return _hash(repr((__version__, FORMAT, sys.version_info[:2]) + parts).encode()).hexdigest()[:64]
