@@ -132,9 +132,9 @@ class Entry:
         self.functions = functions  # the phases the data array points at stay mapped while the entry lives
         self.data = np.zeros(len(slots), np.int64)
         self.keep = []  # objects whose addresses the data array holds
-        for name in ("call", "incref", "none", "array_type", "aslong", "errclear", "setstr", "indexerr",
-                     "fromdouble", "fromlong", "callobj", "decref", "par_limit", "savethread", "restorethread"):
-            self.data[self.slots[name]] = api[name]
+        for name, value in api.items():  # the C API addresses (and constants) that entry.FIXED names
+            if name in self.slots:
+                self.data[self.slots[name]] = value
         for k, kind in enumerate(kinds):
             if kind[0] in ("pyfloat", "pyint"):
                 obj = float if kind[0] == "pyfloat" else int

@@ -48,12 +48,6 @@ def loop_positions(model: KernelModel, name: str) -> dict[str, int]:
     return out
 
 
-def reduction_scalars(model: KernelModel) -> set[str]:
-    """Scalars updated as `s = s + expr` (expr free of s) by an instruction with no other use of s beside it
-    (see reduction_instructions)."""
-    return set(reduction_instructions(model).values())
-
-
 def loop_sums(model: KernelModel, iids) -> set[str]:
     """Scalars that the instructions `iids` (a loop's) write only by sums: their partial sums may be combined."""
     sums = reduction_instructions(model)

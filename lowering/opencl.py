@@ -315,9 +315,9 @@ class OpenCLEmitter:
                    if isinstance(self.model.instruction(r).assignee, E.Var)}
         return tuple(k for k, s in enumerate(self.slots) if s in sums and s in written)
 
-    def kernel(self, name: str, nodes, dims: tuple[For, ...] = ()) -> str:
+    def kernel(self, name: str, nodes, dims: tuple[For, ...] = (), sums: tuple[int, ...] = ()) -> str:
+        """`sums`: the phase_sums(dims) of an NDRange phase."""
         out = [f"__kernel void {name}({self.params()})", "{"]
-        sums = self.phase_sums(dims)
         for k, s in enumerate(self.slots):
             c = C_TYPES[self.types[s]]
             start = "0" if k in sums else f"*(__global {c} *)(pj_scal + {k})"
@@ -428,8 +428,9 @@ class OpenCLEmitter:
         for nodes, dims in split_phases(self.tree):
             name = f"{self.model.name}_p{len(phases)}"
             nest = find_group_nest(self.model, dims[0]) if dims else None
+            sums = self.phase_sums(dims)
             if nest is not None:
-                if self.phase_sums(dims):
+                if sums:
                     raise ScheduleError("fastmath sums inside a loop nest mapped to OpenCL work-groups are not "
                                         "supported", hint="keep the sum's loop out of the work-group split, or "
                                         "use parallel= on one loop without splitting it into work-groups")
@@ -439,8 +440,8 @@ class OpenCLEmitter:
                 kernels.append(self.group_kernel(name, nest, boxes))
                 phases.append(Phase(name, tuple(a.group for a in nest.axes), tuple(a.size for a in nest.axes)))
                 continue
-            kernels.append(self.kernel(name, nodes, dims))
-            phases.append(Phase(name, dims, (), self.phase_sums(dims)))
+            kernels.append(self.kernel(name, nodes, dims, sums))
+            phases.append(Phase(name, dims, (), sums))
         for array, loop in wanted.items():
             if array not in done:
                 raise ScheduleError(f"prefetch={{'{array}': '{loop}'}} needs loop `{loop}` to lie in a loop nest "

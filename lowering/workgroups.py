@@ -20,7 +20,7 @@ from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from .legality import carried, violated
-from .looptree import For, If, Node, Run, convert_expr
+from .looptree import For, Node, convert_expr, runs_of
 
 _OUTER = re.compile(r"^floor\(\((.*)\)/(\d+)\)$")
 _INNER = re.compile(r"^\(\((.*)\) mod (\d+)\)$")
@@ -48,18 +48,8 @@ class GroupNest:
         return n
 
 
-def _runs(nodes):
-    for n in nodes:
-        if isinstance(n, Run):
-            yield n
-        elif isinstance(n, For):
-            yield from _runs(n.body)
-        elif isinstance(n, If):
-            yield from _runs(n.then + n.orelse)
-
-
 def _dim(model: KernelModel, node: For):
-    run = next(_runs(node.body), None)
+    run = next(runs_of(node.body), None)
     if run is None:
         return None
     dims = dict(model.schedule or model.original_schedule())[run.instruction]
@@ -184,7 +174,7 @@ def footprint(model: KernelModel, nest: GroupNest, array: str, loop: str) -> Foo
                             "(only arrays the kernel only reads can be prefetched)")
     kept = [a.group for a in nest.axes] + list(nest.between[: names.index(loop) + 1])
     rel = None
-    for run in {r.instruction: r for r in _runs(nest.body)}.values():
+    for run in {r.instruction: r for r in runs_of(nest.body)}.values():
         ins = model.instruction(run.instruction)
         dims = dict(model.schedule or model.original_schedule())[ins.id]
         where = [next((k for k, d in enumerate(dims) if d.loop == f.name), None) for f in kept]
