@@ -36,7 +36,7 @@ def caller_source(spec) -> str:
         if trip is not None:
             lines += [f"def trip{k}({names}):", f"    return {trip}", ""]
     lines.append("def call(args):")
-    lines.append(f"    {', '.join(f'a{k}' for k in range(len(index)))}{',' if len(index) == 1 else ''} = args")
+    lines.append(f"    {_tuple([f'a{k}' for k in range(len(index))])} = args")
     params = [f"int(a{index[arg]})" if dim is None else f"a{index[arg]}.shape[{dim}]"
               for _, arg, dim in spec.params]
     param_names = [p[0] for p in spec.params]
@@ -92,12 +92,10 @@ def caller_source(spec) -> str:
                  f"bytes({8 * (len(layout.locals) + 1)}))")
     lines.append("    blk = ffi.from_buffer('int64_t[]', block)")
     if pointers:  # from_buffer is the fast way, but only for contiguous arrays
-        fast = ", ".join(f"ffi.from_buffer({x})" for x in pointers) + ("," if len(pointers) == 1 else "")
-        slow = ", ".join(f"pointer({x})" for x in pointers) + ("," if len(pointers) == 1 else "")
         lines.append("    try:")
-        lines.append(f"        ptrs = ({fast})")
+        lines.append(f"        ptrs = {_tuple([f'ffi.from_buffer({x})' for x in pointers])}")
         lines.append("    except ValueError:")
-        lines.append(f"        ptrs = ({slow})")
+        lines.append(f"        ptrs = {_tuple([f'pointer({x})' for x in pointers])}")
     else:
         lines.append("    ptrs = ()")
     pad = 3 - len(pointers)

@@ -274,3 +274,16 @@ def test_splits_of_strided_loops(hints):
     for n in (0, 1, 2, 3, 4, 7, 11, 20):
         check(polyjit.kernel(strided_conditional_sum, cache=False, **hints), np.arange(1.0, 21.0), n)
         check(polyjit.kernel(strided_updates, cache=False, **hints), np.arange(1.0, 21.0), np.arange(20.0), n)
+
+
+def no_arguments():
+    """Review: a kernel without arguments unpacked them as `    = args`, a SyntaxError in the per-call Python."""
+    s = 0
+    for i in range(4):
+        s += i
+    return s
+
+
+def test_kernels_without_arguments():
+    k = polyjit.kernel(no_arguments, cache=False)
+    assert k() == k() == no_arguments() == 6
