@@ -113,7 +113,9 @@ class _Builder:
     def infer_locals(self, body):
         types: dict[str, Ty] = {}
         computed_python_float: dict[str, object] = {}  # local -> where it gets a computed Python float
-        for final in (False, False, True):
+        weak: dict[str, dict] = {}  # local -> {id(value): (Python number's type, value)} it is assigned
+        passes, final = 0, False
+        while True:
             def visit(stmts, final=final):
                 for s in stmts:
                     if isinstance(s, Loop):
@@ -127,7 +129,7 @@ class _Builder:
                         if isinstance(self.signature.get(name), ArrayType):
                             raise TypingError(f"`{name}` is an array argument and cannot be reassigned", s.loc)
                         try:
-                            _, t = self.typer.annotate(s.value)
+                            _, t = self.typer.annotate(s.value, hold=True)
                         except TypingError:
                             if final:
                                 raise
@@ -136,14 +138,26 @@ class _Builder:
                         self.typer.env[name] = types[name]
                         if t.weak and t.kind == "f" and not _exact_in_float32(s.value):
                             computed_python_float.setdefault(name, s.loc)
+                        sources = weak.setdefault(name, {})
+                        if t.weak:
+                            sources[id(s.value)] = (t, s.value)
+                        for own, x in self.typer.accepted:  # `t = s` with s mixed: t is mixed too
+                            if own.weak:
+                                sources[id(x)] = (own, x)
             visit(body)
-        for name, loc in computed_python_float.items():
-            if types[name].dtype == "float32":
-                # Python holds a float64 Python float here and a float32 elsewhere: the precision of the
-                # variable would change at run time, which one static type cannot reproduce
-                raise TypingError(f"variable `{name}` holds a Python float (float64) here but float32 values "
-                                  "elsewhere: its precision would change at run time", loc,
-                                  "make the types agree, e.g. np.float32(...) here, or use a separate variable")
+            if final:
+                break
+            mixed = {name: tuple(src.values()) for name, src in weak.items() if src and not types[name].weak}
+            passes += 1
+            final = passes >= 8 or (passes >= 2 and mixed == self.typer.mixed)
+            self.typer.mixed = mixed
+            for name, loc in computed_python_float.items() if final else ():
+                if types[name].dtype == "float32":
+                    # Python holds a float64 Python float here and a float32 elsewhere: the precision of the
+                    # variable would change at run time, which one static type cannot reproduce
+                    raise TypingError(f"variable `{name}` holds a Python float (float64) here but float32 values "
+                                      "elsewhere: its precision would change at run time", loc,
+                                      "make the types agree, e.g. np.float32(...) here, or use a separate variable")
         self.local_types = types
 
     # -- statements -------------------------------------------------------------------------------------
@@ -176,7 +190,7 @@ class _Builder:
         names = self.names(loops)
         bounds = []
         for part in (s.start, s.stop):
-            a, t = self.typer.annotate(part)
+            a, t = self.typer.annotate(part, hold=True)
             if t.kind not in "iu":
                 raise TypingError(f"range bounds must be integers, not {t.dtype}", part.loc, "use int(...)")
             aff = to_isl(a, names)
@@ -203,7 +217,7 @@ class _Builder:
         self.walk(s.body, key, loops + [(v, c)], cond, preds)
 
     def visit_if(self, s: If, prefix, loops, cond, preds):
-        test, t = self.typer.annotate(s.cond)
+        test, t = self.typer.annotate(s.cond, hold=True)
         test = self.typer.truth(test, t)
         affine = condition_to_isl(test, self.names(loops))
         if affine is not None:
@@ -223,7 +237,7 @@ class _Builder:
                                    "store the value in a local and return it at the end")
         if s.value is None:
             return
-        value, t = self.typer.annotate(s.value)
+        value, t = self.typer.annotate(s.value, hold=True)
         self.temporaries["_ret"] = Temporary("_ret", t.dtype)
         self.return_value, self.return_weak = "_ret", t.weak
         self.emit(E.Var("_ret"), value, prefix, loops, cond, preds, s.loc)
@@ -234,7 +248,7 @@ class _Builder:
             t = self.local_types[name]
             if name not in self.temporaries:
                 self.temporaries[name] = Temporary(name, t.dtype)
-            value, vt = self.typer.annotate(s.value)
+            value, vt = self.typer.annotate(s.value, hold=True)
             self.emit(E.Var(name, s.target.loc), self.typer.cast(value, vt, t), prefix, loops, cond, preds, s.loc)
             return
         if has_slices(s, self.signature):

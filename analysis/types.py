@@ -117,6 +117,14 @@ def _one_type(types, what: str, loc) -> None:
                           "convert the operands to one type first, e.g. np.float64(a)")
 
 
+def _arith_type(op: str, a: Ty, b: Ty) -> Ty:
+    """The type Python/NumPy computes `a op b` in."""
+    t = promote(a, b)
+    if op == "truediv" and t.kind != "f":
+        return Ty("float64", t.weak)
+    return Ty("int64") if t.kind == "b" else t
+
+
 def _uncast(e):
     while isinstance(e, E.Cast):
         e = e.operand
@@ -153,6 +161,10 @@ class Typer:
     def __init__(self, env: dict):
         self.env = dict(env)
         self.ambiguous: dict = {}  # id(node) -> (node, loc, what, ((own type, operand), ...), type)
+        # locals that hold a Python number before numpy values (`s = 0` then `s += x32[i]`): name ->
+        # ((Python number's type, assigned value), ...); each use is ambiguous like a min/max result
+        self.mixed: dict = {}
+        self.accepted: tuple = ()  # the operands a store accepted in the last annotate(..., store=)
         self._depth = 0
 
     def type_of_name(self, v: E.Var) -> Ty:
@@ -164,8 +176,9 @@ class Typer:
                               f"index it, e.g. {v.name}[i], or use a slice statement like out[:] = ...")
         return t
 
-    def annotate(self, e: E.Expr, *, store: str | None = None) -> tuple[E.Expr, Ty]:
-        """The typed expression and its type; `store` is the dtype of the array element it is stored into."""
+    def annotate(self, e: E.Expr, *, store: str | None = None, hold: bool = False) -> tuple[E.Expr, Ty]:
+        """The typed expression and its type; `store` is the dtype of the array element it is stored into,
+        `hold` says the value is kept as it is (in a local, or returned)."""
         method = getattr(self, f"ann_{type(e).__name__}")
         self._depth += 1
         try:
@@ -174,12 +187,21 @@ class Typer:
             self._depth -= 1
         if self._depth == 0:
             pending, self.ambiguous = self.ambiguous, {}
-            if store is not None and id(node) in pending:
+            self.accepted = ()
+            if (store is not None or hold) and id(node) in pending:
                 info = pending.pop(id(node))
-                if not (store == info[4].dtype or all(_lossless(own, x, info[4]) for own, x in info[3])):
+                if store == info[4].dtype or all(_lossless(own, x, info[4]) for own, x in info[3]):
+                    self.accepted = info[3]
+                else:
                     pending[id(node)] = info
             if pending:
                 _, loc, what, operands, t = next(iter(pending.values()))
+                if what.startswith("variable"):
+                    weak = next(o for o, _ in operands if o.weak)
+                    kind = {"f": "float", "b": "bool"}.get(weak.kind, "int")
+                    raise TypingError(f"{what} holds a Python {kind} before it holds {t.dtype} values, and how it "
+                                      "is used here depends on that type", loc,
+                                      f"start it as a numpy value, e.g. np.{t.dtype}(0), so it has one type")
                 kinds = " and ".join(sorted({"a Python " + {"f": "float", "b": "bool"}.get(o.kind, "int")
                                              if o.weak else f"a {o.dtype} value" for o, _ in operands}))
                 raise TypingError(f"{what} of {kinds}: Python returns the chosen operand with its own type, and "
@@ -196,6 +218,26 @@ class Typer:
         operands = flat
         if any(own != t for own, _ in operands):
             self.ambiguous[id(node)] = (node, loc, what, tuple(operands), t)
+
+    def _carry(self, node, other: Ty, result, t: Ty, how) -> None:
+        """`node` combined with a Python number of type `other` into `result` (type t): if each operand type
+        gives the same dtype (`how(own, other)`), the result is as ambiguous as `node` (weak or not), else
+        `node` stays pending."""
+        info = self.ambiguous.get(id(node))
+        if info is None or not other.weak:
+            return
+        types = [how(own, other) for own, _ in info[3]]
+        if all(r.dtype == t.dtype for r in types):
+            del self.ambiguous[id(node)]
+            if result is not None:  # the derived value is no longer the operand: no constant to check
+                self._ambiguous(result, info[1], info[2], [(r, result) for r in types], t)
+
+    def _pass_on(self, node, result) -> None:
+        """`result` has the type of `node` whichever operand type it holds (-x, abs(x))."""
+        info = self.ambiguous.pop(id(node), None)
+        if info is not None:
+            # exact operations: a constant that converts without loss still does after them
+            self._ambiguous(result, info[1], info[2], list(info[3]), info[4])
 
     def _use_converted(self, node) -> None:
         info = self.ambiguous.get(id(node))
@@ -219,7 +261,10 @@ class Typer:
         return e, const_type(e.value)
 
     def ann_Var(self, e):
-        return e, self.type_of_name(e)
+        t = self.type_of_name(e)
+        if e.name in self.mixed:
+            self._ambiguous(e, e.loc, f"variable `{e.name}`", list(self.mixed[e.name]) + [(t, e)], t)
+        return e, t
 
     def ann_Shape(self, e):
         t = self.env.get(e.array)
@@ -246,6 +291,7 @@ class Typer:
 
     def int_index(self, e):
         a, t = self.annotate(e)
+        self.ambiguous.pop(id(a), None)  # an index is the same number whichever integer type holds it
         if t.kind not in "iu":
             raise TypingError(f"an index must be an integer, not {t.dtype}", e.loc, "convert with int(...)")
         return self.cast(a, t, INT)
@@ -258,21 +304,22 @@ class Typer:
                               "convert with int(...) first")
         self._use(left, rt)
         self._use(right, lt)
-        t = promote(lt, rt)
-        if e.op == "truediv" and t.kind != "f":
-            t = Ty("float64", t.weak)
-        elif t.kind == "b":
-            t = Ty("int64")
-        node = E.BinOp(e.op, self.cast(left, lt, t), self.cast(right, rt, t), e.loc)
-        return E.Cast(t.dtype, node, e.loc), t
+        t = _arith_type(e.op, lt, rt)
+        node = E.Cast(t.dtype, E.BinOp(e.op, self.cast(left, lt, t), self.cast(right, rt, t), e.loc), e.loc)
+        self._carry(left, rt, node, t, lambda own, other: _arith_type(e.op, own, other))
+        self._carry(right, lt, node, t, lambda own, other: _arith_type(e.op, other, own))
+        return node, t
 
     def ann_UnOp(self, e):
         operand, t = self.annotate(e.operand)
         if e.op == "not":
+            self.ambiguous.pop(id(operand), None)  # the same truth whichever type the operand has
             return E.UnOp("not", self.truth(operand, t), e.loc), BOOL
         if t.kind == "b":
             raise TypingError("unary minus on a boolean", e.loc, "convert with int(...) first")
-        return E.Cast(t.dtype, E.UnOp("neg", operand, e.loc), e.loc), t
+        node = E.Cast(t.dtype, E.UnOp("neg", operand, e.loc), e.loc)
+        self._pass_on(operand, node)
+        return node, t
 
     def truth(self, e, t: Ty):
         return e if t.kind == "b" else E.Compare("ne", e, E.Cast(t.dtype, E.Const(0)), e.loc)
@@ -283,6 +330,11 @@ class Typer:
         self._use(left, rt)
         self._use(right, lt)
         t = promote(lt, rt)
+        for side, other in ((left, rt), (right, lt)):
+            info = self.ambiguous.get(id(side))
+            if info is not None and other.kind in "iu" and all(own.kind in "iu" for own, _ in info[3]):
+                del self.ambiguous[id(side)]  # NumPy 2 compares integers by value, whatever their types
+            self._carry(side, other, None, t, promote)  # compared in the same dtype: the same truth
         if lt.weak != rt.weak and "i" in (lt.kind, rt.kind) and t.kind in "iu" and t.dtype not in ("int64", "uint64"):
             # NumPy 2 compares a narrow integer with a Python int by value (np.uint8(0) > -1 is True): compare
             # in int64 unless the weak side is a constant that fits the narrow type
@@ -330,7 +382,7 @@ class Typer:
         args = [self.annotate(a) for a in e.args]
         name = e.func
         family, _, base = name.rpartition(".")
-        if family == "math" or name in ("float", "int", "round", "abs"):
+        if family == "math" or name in ("float", "int", "round"):
             for a, _ in args:  # Python converts the chosen operand itself: the same where no value is lost
                 self._use_converted(a)
 
@@ -359,7 +411,10 @@ class Typer:
             if t.kind == "b":
                 t = Ty("int64", t.weak) if name == "abs" else t
             t = Ty(t.dtype, t.weak and family == "")
-            return E.Cast(t.dtype, E.Call("abs", (self.cast(a, args[0][1], t),), e.loc), e.loc), t
+            node = E.Cast(t.dtype, E.Call("abs", (self.cast(a, args[0][1], t),), e.loc), e.loc)
+            if name == "abs" and args[0][1].kind != "b":
+                self._pass_on(a, node)  # Python's abs keeps the operand's own type
+            return node, t
         if name in ("int", "float", "bool", "round") or base in ("bool_",) or name.startswith("np.") and \
                 base in DTYPES:
             arity(1)

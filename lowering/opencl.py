@@ -51,20 +51,20 @@ class OpenCLProgram:
 
 
 _HELPERS_INT = """
-inline {T} pj_floordiv_{T}({T} a, {T} b) {{
+{T} pj_floordiv_{T}({T} a, {T} b) {{
     if (b == 0) return 0;
     if (b == -1) return ({T})(-({U})a);
     {T} q = a / b;
     if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
     return q;
 }}
-inline {T} pj_mod_{T}({T} a, {T} b) {{
+{T} pj_mod_{T}({T} a, {T} b) {{
     if (b == 0 || b == -1) return 0;
     {T} r = a % b;
     if (r != 0 && ((r < 0) != (b < 0))) r += b;
     return r;
 }}
-inline {T} pj_pow_{T}({T} a, {T} b) {{
+{T} pj_pow_{T}({T} a, {T} b) {{
     if (b < 0) return (a == 1) ? 1 : (a == -1) ? ((b & 1) ? -1 : 1) : 0;
     {U} r = 1, x = ({U})a;
     while (b) {{ if (b & 1) r *= x; x *= x; b >>= 1; }}
@@ -72,16 +72,16 @@ inline {T} pj_pow_{T}({T} a, {T} b) {{
 }}
 """
 _HELPERS_UINT = """
-inline {T} pj_floordiv_{T}({T} a, {T} b) {{ return b == 0 ? 0 : a / b; }}
-inline {T} pj_mod_{T}({T} a, {T} b) {{ return b == 0 ? 0 : a % b; }}
-inline {T} pj_pow_{T}({T} a, {T} b) {{
+{T} pj_floordiv_{T}({T} a, {T} b) {{ return b == 0 ? 0 : a / b; }}
+{T} pj_mod_{T}({T} a, {T} b) {{ return b == 0 ? 0 : a % b; }}
+{T} pj_pow_{T}({T} a, {T} b) {{
     {T} r = 1;
     while (b) {{ if (b & 1) r *= a; a *= a; b >>= 1; }}
     return r;
 }}
 """
 _HELPERS_FLOAT = """
-inline {T} pj_floordiv_{T}({T} a, {T} b) {{
+{T} pj_floordiv_{T}({T} a, {T} b) {{
     if (b == 0) return a / b;
     {T} mod = fmod(a, b);
     {T} div = (a - mod) / b;
@@ -91,7 +91,7 @@ inline {T} pj_floordiv_{T}({T} a, {T} b) {{
     if (div - f > ({T})0.5) f += 1;
     return f;
 }}
-inline {T} pj_mod_{T}({T} a, {T} b) {{
+{T} pj_mod_{T}({T} a, {T} b) {{
     {T} mod = fmod(a, b);
     if (b == 0) return mod;
     if (mod != 0) {{ if ((b < 0) != (mod < 0)) mod += b; }}
@@ -100,7 +100,7 @@ inline {T} pj_mod_{T}({T} a, {T} b) {{
 }}
 """
 _CHECK = """
-inline long pj_check(long i, long n, int code, __global int *err) {
+long pj_check(long i, long n, int code, __global int *err) {
     if (i < 0) i += n;
     if (i < 0 || i >= n) { *err = code; return 0; }
     return i;
@@ -111,6 +111,7 @@ inline long pj_check(long i, long n, int code, __global int *err) {
 class OpenCLEmitter:
     """Emits OpenCL C for a model and its loop tree; target variants override class attributes."""
 
+    keep_loops = False  # `#pragma unroll 1` on every loop (set while emitting a single-work-item kernel)
     restrict = ""
     indent_unit = "    "
 
@@ -259,6 +260,8 @@ class OpenCLEmitter:
         for n in nodes:
             if isinstance(n, For):
                 head = f"long {n.var} = {self.expr(n.init)}; {self.expr(n.cond)}; {n.var} += {n.step}"
+                if self.keep_loops:
+                    out.append(f"{pad}#pragma unroll 1")
                 out.append(f"{pad}for ({head}) {{")
                 out += self.lines(n.body, depth + 1)
                 out.append(f"{pad}}}")
@@ -336,7 +339,14 @@ class OpenCLEmitter:
                     c = C_TYPES[self.types[self.slots[k]]]
                     out.append(f"    *(__global {c} *)(pj_part + pj_gid * {len(sums)} + {r}) = {self.slots[k]};")
         else:
-            out += self.lines(nodes, 1)
+            # a single work-item runs the program in order: NVIDIA's compiler (driver 580) unrolled the
+            # loops of one such kernel into code that never finished (fuzz seed 103, program 366); its
+            # loops stay as written (the schedule's own unroll= hints are applied before this)
+            self.keep_loops = True
+            try:
+                out += self.lines(nodes, 1)
+            finally:
+                self.keep_loops = False
             for k, s in enumerate(self.slots):
                 out.append(f"    *(__global {C_TYPES[self.types[s]]} *)(pj_scal + {k}) = {s};")
         out.append("}")
@@ -417,8 +427,8 @@ class OpenCLEmitter:
             parts.append(_HELPERS_FLOAT.format(T=C_TYPES[t]))
         for t in ints + floats:
             c = C_TYPES[t]
-            parts.append(f"inline {c} pj_pymin_{c}({c} a, {c} b) {{ return b < a ? b : a; }}")
-            parts.append(f"inline {c} pj_pymax_{c}({c} a, {c} b) {{ return b > a ? b : a; }}")
+            parts.append(f"{c} pj_pymin_{c}({c} a, {c} b) {{ return b < a ? b : a; }}")
+            parts.append(f"{c} pj_pymax_{c}({c} a, {c} b) {{ return b > a ? b : a; }}")
         return "\n".join(parts)
 
     def program(self) -> OpenCLProgram:

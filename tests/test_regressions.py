@@ -287,3 +287,82 @@ def no_arguments():
 def test_kernels_without_arguments():
     k = polyjit.kernel(no_arguments, cache=False)
     assert k() == k() == no_arguments() == 6
+
+
+def python_int_then_float32(x32, out):
+    """fuzz (README's former "known gap", seed 107 program 1158): `s` is a Python int until the first float32
+    update; before it, `abs(s) + 3.0` is Python float arithmetic and `x32[i] + ...` rounds that float64 to
+    float32 once more, while a static float32 `s` computes in float32. The use now raises TypingError."""
+    s = 0
+    for i in range(x32.shape[0]):
+        out[i] = x32[i] + 1.0 / (abs(s) + 3.0)
+        s += x32[i]
+    return s
+
+
+def chosen_int_then_float(B, C, n):
+    for i in range(n):
+        t0 = (-2 if i != 3 else C[i])
+        B[i] = B[i] / (abs(t0) + 1.0)
+
+
+def mixed_locals_where_the_type_does_not_matter(x32, x64, idx32, out):
+    s = 0.0  # float64 Python float, then float64 values: the same arithmetic
+    f = 0.0  # Python float, then float32 values: used only with float32 operands
+    k = 0  # Python int, then int32 values: used as an index, in a bound and in a comparison
+    for i in range(x64.shape[0]):
+        s += x64[i]
+        f = f + x32[i]
+        k += idx32[i]
+    t = k
+    for j in range(3):
+        if j < t:
+            out[j] = s / x64.shape[0] + s * 2 + f * x32[0] + (1.0 if k > 2 else -1.0)
+    out[min(t, 2)] = -f
+    return s / 2
+
+
+@pytest.mark.parametrize("target", ["native", "opencl"])
+def test_python_numbers_that_become_numpy_values(target):
+    with pytest.raises(polyjit.TypingError, match="holds a Python int before it holds float32 values") as info:
+        polyjit.kernel(python_int_then_float32, target=target, cache=False)(np.ones(3, np.float32),
+                                                                           np.zeros(3, np.float32))
+    assert "np.float32(0)" in str(info.value)
+    assert info.value.loc.line == python_int_then_float32.__code__.co_firstlineno + 6
+    with pytest.raises(polyjit.TypingError, match="depends on that type"):
+        polyjit.kernel(chosen_int_then_float, target=target, cache=False)(np.ones(4, np.float32), np.ones(4), 4)
+    k = polyjit.kernel(mixed_locals_where_the_type_does_not_matter, target=target, cache=False)
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 4, 9):
+        check(k, rng.random(n).astype(np.float32), rng.random(n), rng.integers(0, 3, n).astype(np.int32),
+              np.zeros(3), exact_type=False)
+
+
+def reversed_unrolled_nest(A, n):
+    """device fuzz (seed 103, program 366), reduced: on the NVIDIA H100 (driver 580) the single-work-item
+    kernel of this nest under unroll={'i': 4} never finished; NVIDIA's compiler unrolling our loops once more
+    was the cause (`#pragma unroll 1` and -cl-nv-opt-level=0 each made it finish). Sequential kernels now keep
+    their loops as written. Their helper functions are plain functions: with `inline` (C99 inline definitions)
+    NVIDIA's -cl-opt-disable build failed to link `pj_floordiv_long`."""
+    for i in range(n - 2, 1, -1):
+        for j in range(i):
+            if not (i >= n // 2):
+                A[i] *= j * A[i]
+    for k in range(1, n - 2):
+        A[k] = A[k // 3] + k
+
+
+def test_sequential_opencl_kernels_keep_their_loops():
+    import pyopencl as cl
+
+    from polyjit.opencl_runtime import context_and_queue
+
+    k = polyjit.kernel(reversed_unrolled_nest, target="opencl", unroll={"i": 4}, cache=False)
+    A = np.arange(-5, 5, dtype=np.int64)
+    check(k, A, 10)
+    source = k.inspect_opencl(A, 10)
+    loops = source.count("for (long ")
+    assert loops >= 3 and source.count("#pragma unroll 1\n") == loops
+    assert "inline " not in source
+    ctx, _ = context_and_queue()
+    cl.Program(ctx, source).build(options=["-cl-opt-disable"])  # links without inlining
