@@ -26,13 +26,15 @@ def dot(x, y):
     return s
 
 
-def median_time(f, reps=15):
-    times = []
+def median_times(f, g, reps=15):
+    """Medians of f's and g's times, their calls alternating (the machine's load drifts over a run)."""
+    tf, tg = [], []
     for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+        for fn, times in ((f, tf), (g, tg)):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return float(np.median(tf)), float(np.median(tg))
 
 
 def main():
@@ -44,7 +46,7 @@ def main():
     pj(a, x, y, out)
     nb(a, x, y, out)
     for _ in range(3):
-        tp, tn = median_time(lambda: pj(a, x, y, out)), median_time(lambda: nb(a, x, y, out))
+        tp, tn = median_times(lambda: pj(a, x, y, out), lambda: nb(a, x, y, out))
         print(f"saxpy f32 1e7: polyjit {tp * 1e3:.2f} ms ({12 * n / tp / 1e9:.1f} GB/s), "
               f"numba {tn * 1e3:.2f} ms, ratio {tn / tp:.2f}")
     xd, yd = rng.random(10**6), rng.random(10**6)
@@ -52,7 +54,7 @@ def main():
     pd(xd, yd)
     nd(xd, yd)
     for _ in range(3):
-        tp, tn = median_time(lambda: pd(xd, yd), 50), median_time(lambda: nd(xd, yd), 50)
+        tp, tn = median_times(lambda: pd(xd, yd), lambda: nd(xd, yd), 100)
         print(f"dot f64 1e6 fastmath: polyjit {tp * 1e3:.3f} ms, numba fastmath {tn * 1e3:.3f} ms, "
               f"ratio {tn / tp:.2f}")
 

@@ -86,6 +86,7 @@ _SLOT = {"float64": "d", "float32": "f", "int64": "q", "int32": "q", "int16": "q
 
 
 _CAPI: dict = {}
+_THREADS_VAR: list = []  # keeps the C string alive
 
 
 def _capi() -> dict:
@@ -103,8 +104,11 @@ def _capi() -> dict:
               "fromlong": "PyLong_FromLongLong", "callobj": "PyObject_CallFunctionObjArgs", "decref": "Py_DecRef",
               "savethread": "PyEval_SaveThread", "restorethread": "PyEval_RestoreThread"}
         _CAPI.update({k: dlsym(api._handle, name) for k, name in fn.items()})
+        _CAPI["getenv"] = ctypes.cast(ctypes.CDLL(None).getenv, ctypes.c_void_p).value
+        _THREADS_VAR.append(_c_string("POLYJIT_NUM_THREADS"))  # the entry reads it as num_threads() does
         _CAPI.update({"none": id(None), "array_type": id(np.ndarray), "indexerr": id(IndexError),
-                      "par_limit": 2 * MIN_CHUNK})
+                      "par_limit": 2 * MIN_CHUNK, "threads_var": _THREADS_VAR[0].ctypes.data,
+                      "one_cpu": int(_CPUS == 1)})
         new = api.PyCFunction_NewEx
         new.restype, new.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p)
         _CAPI["new"] = new

@@ -5,7 +5,8 @@ Numba's dispatcher is C; polyjit's per-call Python (argument packing, cffi) cost
 built here reads the argument objects' fields (numpy's `PyArrayObject` layout, `PyFloatObject`, numpy
 scalars), fills the argument block and calls the phases. Whatever it does not recognise -- another
 signature, keyword arguments, overlapping arrays, shapes other than the last ones the Python path checked,
-a parallel phase big enough for threads -- goes to the Python path (`slow`), which is always correct.
+a parallel phase big enough for threads when more than one thread is allowed -- goes to the Python path
+(`slow`), which is always correct.
 The code contains no addresses: C API functions, type objects and the memo live in a data array (the
 builtin's `self`) that the runtime fills, so the machine code can be cached like the phases.
 
@@ -23,7 +24,7 @@ from ..asm import Function, Mem, Reg
 # C API entries and objects the runtime puts in the data array, in this order.
 FIXED = ("slow", "call", "incref", "none", "array_type", "aslong", "errclear", "setstr", "indexerr",
          "fromdouble", "fromlong", "callobj", "decref", "result_type", "valid", "par_limit", "savethread",
-         "restorethread", "busy")
+         "restorethread", "busy", "getenv", "threads_var", "one_cpu")
 # numpy's PyArrayObject: data, nd, dimensions, strides, base, descr, flags after the object header
 DATA, ND, DIMS, STRIDES, BASE, DESCR, FLAGS = 16, 24, 32, 40, 48, 56, 64
 WRITEABLE = 0x0400
@@ -150,12 +151,8 @@ class _EntryBuilder:
                 f.mov(v, Mem(dims, disp=8 * dim, size=8))
             f.cmp(v, self.d(f"memo{j}"))
             f.jne(slow)
-        limit = f.gp64()
-        f.mov(limit, self.d("par_limit"))
-        for p, trip in enumerate(spec.trips):
-            if trip is not None:  # threads pay here: the Python path runs them
-                f.cmp(limit, self.d(f"trip{p}"))
-                f.jle(slow)
+        if any(trip is not None for trip in spec.trips):
+            self.single_thread_or_small()
         # the GIL is released while the phases run, so the block is this call's only while `busy` is set
         # (set and cleared with the GIL held); a call meanwhile from another thread takes the Python path
         f.cmp(self.d("busy"), 0)
@@ -202,6 +199,39 @@ class _EntryBuilder:
         f.mov(slow_fn, self.d("slow"))
         f.ret(self.ccall("call", slow_fn, args, kw))
         return f, tuple(self.slots)
+
+    def single_thread_or_small(self) -> None:
+        """Go on when every parallel phase is below the thread threshold or only one thread is allowed
+        (POLYJIT_NUM_THREADS is "1", or unset/empty on a one-CPU machine): the Python path would then run
+        each phase in one piece too, but its per-call Python, run with the caches just flushed by a large
+        phase, costs tens of microseconds. Other settings take the Python path, which reads them."""
+        f, spec, slow = self.f, self.spec, self.slow
+        small, threaded = f.label("small"), f.label("threaded")
+        limit = f.gp64()
+        f.mov(limit, self.d("par_limit"))
+        for p, trip in enumerate(spec.trips):
+            if trip is not None:
+                f.cmp(limit, self.d(f"trip{p}"))
+                f.jle(threaded)
+        f.jmp(small)
+        f.bind(threaded)
+        var = f.gp64()
+        f.mov(var, self.d("threads_var"))
+        value = self.ccall("getenv", var)  # the C environment: os.environ's assignments reach it (putenv)
+        unset = f.label("unset")
+        f.test(value, value)
+        f.jz(unset)
+        f.cmp(Mem(value, size=1), 0)
+        f.je(unset)
+        f.cmp(Mem(value, size=1), ord("1"))
+        f.jne(slow)
+        f.cmp(Mem(value, disp=1, size=1), 0)
+        f.jne(slow)
+        f.jmp(small)
+        f.bind(unset)
+        f.cmp(self.d("one_cpu"), 1)
+        f.jne(slow)
+        f.bind(small)
 
     def scalar(self, a: Reg, kind) -> Reg:
         """The argument's value as the block holds it (int64, or the float's bits)."""

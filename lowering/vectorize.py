@@ -5,7 +5,8 @@ either invariant in the loop (hoisted and broadcast) or advance by one element p
 dimension (checked to be contiguous at run time; otherwise the scalar loop runs). Lanes compute exactly
 what the scalar code computes, element for element, so results are bit-identical. Sums into a scalar
 (`s += ...`) are vectorized only with fastmath=True: several accumulators reassociate the additions.
-Iterations left over after the last full vector run through the ordinary scalar loop.
+Iterations left over after the last full vector run through the ordinary scalar loop, except at the
+avx512 tier, where they run as one more vector iteration under an opmask (`masked_remainder`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Vectorizer:
     def __init__(self, em):
         self.em = em
         self.f = None
+        self.mask = None  # the opmask register while the masked remainder (avx512) is emitted
 
     # -- analysis ---------------------------------------------------------------------------------------
     def plan(self, n: For) -> Plan | None:
@@ -212,6 +214,8 @@ class Vectorizer:
             f.add(var, plan.lanes * u_count)
             f.jmp(top)
             f.bind(done)
+        if em.isa == "avx512":
+            self.masked_remainder(n, var, ub, {iid: a[0] for iid, a in accs.items()})
         for iid, parts in accs.items():
             name, _ = plan.reductions[iid]
             total = parts[0]
@@ -221,8 +225,32 @@ class Vectorizer:
             em.move(em.regs[name], em.fop("add", plan.dtype, em.regs[name], s), plan.dtype)
         f.bind(skip)
 
+    def masked_remainder(self, n: For, var, ub, accs) -> None:
+        """The last ub - var < lanes iterations as one vector iteration under the opmask (1 << (ub - var)) - 1,
+        then var = ub (the scalar loop after it runs none). Loads zero the masked-off lanes and cannot fault
+        there, stores leave memory there untouched, and sums add under the mask (merge-masking: the
+        accumulator's masked-off lanes keep their value whatever the addend computed from the zeros)."""
+        f = self.f
+        done = f.label("maskdone")
+        rest = f.gp64()
+        f.mov(rest, ub)
+        f.sub(rest, var)
+        f.test(rest, rest)
+        f.jle(done)
+        bits = f.gp64()
+        f.mov(bits, 1)
+        f.shl(bits, rest)
+        f.sub(bits, 1)
+        self.mask = f.k()
+        f.kmovw(self.mask, bits.d)  # 16 lanes at most (float32 zmm); 8-lane ops read the low 8 bits
+        self.body(n, var, 0, accs)
+        self.mask = None
+        f.mov(var, ub)
+        f.bind(done)
+
     def body(self, n: For, var, disp, accs):
         em, f, plan = self.em, self.f, self.plan_
+        masked = {"mask": self.mask} if self.mask is not None else {}
         temps = {}
         for run in n.body:
             ins = em.model.instruction(run.instruction)
@@ -234,16 +262,17 @@ class Vectorizer:
                 fusable = em.model.fastmath and em.isa != "sse2" and id(addend) not in self.values
                 mul = self.product(addend) if fusable else None
                 if mul is not None:  # acc += a*b in one fused multiply-add, b straight from memory
-                    right = self.mem(mul.right) if id(mul.right) in plan.streams else self.vexpr(mul.right)
-                    f.emit(f"vfmadd231{self.s}", acc, self.vexpr(mul.left), right)
+                    direct = id(mul.right) in plan.streams and self.mask is None
+                    right = self.mem(mul.right) if direct else self.vexpr(mul.right)
+                    f.emit(f"vfmadd231{self.s}", acc, self.vexpr(mul.left), right, **masked)
                 elif em.vex:
-                    f.emit(self.name("add"), acc, acc, self.vexpr(addend))
+                    f.emit(self.name("add"), acc, acc, self.vexpr(addend), **masked)
                 else:
                     f.emit(self.name("add"), acc, self.vexpr(addend))
             elif isinstance(assignee, E.Var):
                 temps[assignee.name] = self.vexpr(expression)
             else:
-                f.emit(self.mov(), self.mem(assignee), self.vexpr(expression))
+                f.emit(self.mov(), self.mem(assignee), self.vexpr(expression), **masked)
 
     def mem(self, e: E.Index) -> Mem:
         return Mem(self.ptrs[id(e)], self.var, np.dtype(self.plan_.dtype).itemsize, disp=self.disp, size=self.size)
@@ -257,7 +286,10 @@ class Vectorizer:
             return self.temps[e.name]
         if isinstance(e, E.Index):
             r = self.vreg()
-            f.emit(self.mov(), r, self.mem(e))
+            if self.mask is not None:  # {z}: masked-off lanes read as 0 (and never fault)
+                f.emit(self.mov(), r, self.mem(e), mask=self.mask, zero=True)
+            else:
+                f.emit(self.mov(), r, self.mem(e))
             return r
         if isinstance(e, E.Cast):
             return self.vexpr(e.operand)
