@@ -103,8 +103,8 @@ def _capi() -> dict:
               "errclear": "PyErr_Clear", "setstr": "PyErr_SetString", "fromdouble": "PyFloat_FromDouble",
               "fromlong": "PyLong_FromLongLong", "callobj": "PyObject_CallFunctionObjArgs", "decref": "Py_DecRef",
               "savethread": "PyEval_SaveThread", "restorethread": "PyEval_RestoreThread"}
+        fn["getenv"] = "getenv"  # libc's, through the same handle (the process's global symbols)
         _CAPI.update({k: dlsym(api._handle, name) for k, name in fn.items()})
-        _CAPI["getenv"] = ctypes.cast(ctypes.CDLL(None).getenv, ctypes.c_void_p).value
         _THREADS_VAR.append(_c_string("POLYJIT_NUM_THREADS"))  # the entry reads it as num_threads() does
         _CAPI.update({"none": id(None), "array_type": id(np.ndarray), "indexerr": id(IndexError),
                       "par_limit": 2 * MIN_CHUNK, "threads_var": _THREADS_VAR[0].ctypes.data,
