@@ -114,10 +114,14 @@ class _Builder:
         types: dict[str, Ty] = {}
         computed_python_float: dict[str, object] = {}  # local -> where it gets a computed Python float
         weak: dict[str, dict] = {}  # local -> {id(value): (Python number's type, value)} it is assigned
+        chosen: set[str] = set()  # locals assigned a value whose type Python picks at run time (min, ...)
+        last_numpy: dict[str, int] = {}  # local -> the position of its last assignment of a numpy value
+        self.positions = _positions(body)
         passes, final = 0, False
         while True:
             def visit(stmts, final=final):
                 for s in stmts:
+                    self.typer.position = self.positions[id(s)]
                     if isinstance(s, Loop):
                         self.typer.env[s.var] = INT
                         visit(s.body)
@@ -141,13 +145,21 @@ class _Builder:
                         sources = weak.setdefault(name, {})
                         if t.weak:
                             sources[id(s.value)] = (t, s.value)
-                        for own, x in self.typer.accepted:  # `t = s` with s mixed: t is mixed too
+                        else:
+                            last_numpy[name] = max(last_numpy.get(name, -1), self.typer.position)
+                        for own, x in self.typer.accepted:  # min(...) or `t = s` with s mixed: t is mixed too
                             if own.weak:
                                 sources[id(x)] = (own, x)
+                                chosen.add(name)
             visit(body)
             if final:
                 break
-            mixed = {name: tuple(src.values()) for name, src in weak.items() if src and not types[name].weak}
+            # a local that gets a Python number, then numpy values, holds the Python number up to its first
+            # numpy assignment: uses up to (the position of) the last one can see it; later ones only where
+            # no numpy assignment ran (loops that ran no iteration), where it keeps its numpy type as
+            # documented. A local assigned a run-time choice of types has the question at every use.
+            mixed = {name: (tuple(src.values()), None if name in chosen else last_numpy.get(name, -1))
+                     for name, src in weak.items() if src and not types[name].weak}
             passes += 1
             final = passes >= 8 or (passes >= 2 and mixed == self.typer.mixed)
             self.typer.mixed = mixed
@@ -164,6 +176,7 @@ class _Builder:
     def walk(self, stmts, prefix, loops, cond, preds):
         """loops: [(var, constraint)]; cond: isl constraint string of enclosing ifs; preds: predicates."""
         for s in stmts:
+            self.typer.position = self.positions[id(s)]
             if isinstance(s, Loop):
                 self.visit_loop(s, prefix, loops, cond, preds)
             elif isinstance(s, If):
@@ -427,3 +440,19 @@ def _oob_message(array, loc, dim=None, index=None) -> str:
     if dim is None:
         return f"index out of bounds for array `{array}`{where}{text}"
     return f"index `{index}` out of bounds for axis {dim} of `{array}`{where}{text}"
+
+
+def _positions(body) -> dict:
+    """id(statement) -> its place in program order (pre-order: a loop or if before the statements in it)."""
+    order: dict = {}
+
+    def visit(stmts):
+        for s in stmts:
+            order[id(s)] = len(order)
+            if isinstance(s, Loop):
+                visit(s.body)
+            elif isinstance(s, If):
+                visit(s.body)
+                visit(s.orelse)
+    visit(body)
+    return order

@@ -162,9 +162,11 @@ class Typer:
         self.env = dict(env)
         self.ambiguous: dict = {}  # id(node) -> (node, loc, what, ((own type, operand), ...), type)
         # locals that hold a Python number before numpy values (`s = 0` then `s += x32[i]`): name ->
-        # ((Python number's type, assigned value), ...); each use is ambiguous like a min/max result
+        # (((Python number's type, assigned value), ...), position of the last numpy assignment, or None
+        # where every use can see either); a use up to that position is ambiguous like a min/max result
         self.mixed: dict = {}
         self.accepted: tuple = ()  # the operands a store accepted in the last annotate(..., store=)
+        self.position = 0  # program-order place of the statement being typed (mixed locals' uses)
         self._depth = 0
 
     def type_of_name(self, v: E.Var) -> Ty:
@@ -227,7 +229,9 @@ class Typer:
         if info is None or not other.weak:
             return
         types = [how(own, other) for own, _ in info[3]]
-        if all(r.dtype == t.dtype for r in types):
+        # integers: a Python int and a numpy one differ only where the Python one would not fit, which
+        # Python reports (OverflowError) and compiled code wraps, as everywhere else
+        if all(r.dtype == t.dtype or r.kind in "iu" and t.kind in "iu" for r in types):
             del self.ambiguous[id(node)]
             if result is not None:  # the derived value is no longer the operand: no constant to check
                 self._ambiguous(result, info[1], info[2], [(r, result) for r in types], t)
@@ -262,8 +266,9 @@ class Typer:
 
     def ann_Var(self, e):
         t = self.type_of_name(e)
-        if e.name in self.mixed:
-            self._ambiguous(e, e.loc, f"variable `{e.name}`", list(self.mixed[e.name]) + [(t, e)], t)
+        mixed = self.mixed.get(e.name)
+        if mixed is not None and (mixed[1] is None or self.position <= mixed[1]):
+            self._ambiguous(e, e.loc, f"variable `{e.name}`", list(mixed[0]) + [(t, e)], t)
         return e, t
 
     def ann_Shape(self, e):

@@ -34,10 +34,13 @@ ZERO_IDIOMS = frozenset({"xor", "sub", "pxor", "xorps", "xorpd", "vpxor", "vpxor
 
 def is_zero_idiom(ins: Instr) -> bool:
     """``xor r, r`` / ``vxorps x, y, y``: the result does not depend on the (maybe undefined) input."""
-    ops = ins.operands
-    if ins.mnemonic not in ZERO_IDIOMS or ins.mask is not None or not all(type(o) is Reg for o in ops):
+    ops = ins[1]  # fields by index: called for every xor-like instruction the allocator looks at
+    if ins[0] not in ZERO_IDIOMS or ins[2] is not None:
         return False
-    return (len(ops) == 2 and ops[0] == ops[1]) or (len(ops) == 3 and ops[1] == ops[2])
+    n = len(ops)
+    if n == 2:
+        return type(ops[0]) is Reg and ops[0] == ops[1]
+    return n == 3 and type(ops[1]) is Reg and ops[1] == ops[2] and type(ops[0]) is Reg
 
 
 def first_operand_mode(ins: Instr) -> str:

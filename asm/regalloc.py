@@ -13,7 +13,7 @@ when spilling is needed (at once when more virtuals of a class are live at a blo
 registers, otherwise after an assignment without them fails).  The rewrite memoises substituted
 operands (registers and addresses are tuples) and creates instructions only where operands change;
 instructions touching spilled values go to ``spill.Spiller`` (per-pattern plans, folding into slot
-operands, spill loads/stores built once per function).
+operands, spill loads/stores built once per process).
 Copies that end up between one register are elided.  The prologue saves exactly the callee-saved
 registers written; the frame keeps rsp 16-byte aligned at calls; vzeroupper precedes ``ret``
 whenever ymm/zmm registers were used.  Opmask virtuals spill too (8-byte slots, kmovq).
@@ -28,7 +28,7 @@ from operator import itemgetter
 from .assembler import MachineCode, assemble
 from .liveness import CLS as _CLS
 from .liveness import FAST_SHAPES, analyse, build_cfg
-from .operands import GP, K_REGS, XMM, YMM, YMM_REGS, ZMM, ZMM_REGS, Bind, Instr, Mem, Reg
+from .operands import GP, GP64_REGS, K_REGS, XMM, YMM, YMM_REGS, ZMM, ZMM_REGS, Bind, Instr, Mem, Reg
 from .program import Program
 from .spill import _PHYS, SPILLED, Elided, Spiller
 from .spill import phys as _phys
@@ -148,7 +148,8 @@ def _assign(program, a, facts, reserve):
     assigned: dict = {}
     spilled: set = set()
     virtuals = [j for j, k in enumerate(keys) if k[2]]
-    virtuals.sort(key=lambda j: (masks[j] & -masks[j]).bit_length())
+    first = [(m & -m).bit_length() for m in masks]  # first live position (a list: no key function calls)
+    virtuals.sort(key=first.__getitem__)
     for j in virtuals:
         cls, num, _ = keys[j]
         m = masks[j]
@@ -183,6 +184,7 @@ def _evict(cands, j, masks, weight, ends, fixed, occupants, assigned, spilled, o
     """Free a register for value ``j`` by spilling the occupants in its way that weigh least (uses per
     live position), or return None when value ``j`` itself weighs least; ties spill what ends last."""
     m = masks[j]
+    own = weight[j]
     best = best_n = None
     for n in cands:
         if fixed[n] & m:
@@ -192,11 +194,14 @@ def _evict(cands, j, masks, weight, ends, fixed, occupants, assigned, spilled, o
         for o in occupants[n]:
             if masks[o] & m:
                 cost += weight[o]
+                if cost > own:  # never worth evicting: value j itself weighs less
+                    break
                 if ends[o] > far:
                     far = ends[o]
-        if best is None or (cost, -far) < best:
-            best, best_n = (cost, -far), n
-    if best is None or (weight[j], -ends[j]) <= best:
+        else:
+            if best is None or (cost, -far) < best:
+                best, best_n = (cost, -far), n
+    if best is None or (own, -ends[j]) <= best:
         return None
     n = best_n
     keep = []
@@ -290,20 +295,25 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
         n = len(ops)
         if n == 2:
             new_ops = (operand(ops[0]), operand(ops[1]))
+            touched = spilled and (new_ops[0] is _SPILLED or new_ops[1] is _SPILLED)
         elif n == 1:
             new_ops = (operand(ops[0]),)
+            touched = spilled and new_ops[0] is _SPILLED
         elif n == 3:
             new_ops = (operand(ops[0]), operand(ops[1]), operand(ops[2]))
+            touched = spilled and (new_ops[0] is _SPILLED or new_ops[1] is _SPILLED or new_ops[2] is _SPILLED)
         else:
             new_ops = tuple(map(operand, ops))
+            touched = spilled and _SPILLED in new_ops
         mask = it[2]
         if mask is not None and mask[3]:
             mask = substitute(mask)
-        if spilled and (_SPILLED in new_ops or mask is _SPILLED):
+            touched = touched or (spilled and mask is _SPILLED)
+        if touched:
             fast = FAST_SHAPES[it[0]][n] if n < 6 else None
             if fast is None or mask is not None or it[3] or it[4] or it[5]:
                 spill.rewrite(i, it, origins, news)
-            else:
+            elif not spill.rewrite_one_value(i, it, new_ops, fast, origins, news):
                 spill.rewrite_simple(i, it, new_ops, fast, origins, news)
             continue
         origin(i)
@@ -348,8 +358,8 @@ def _frame(program, origins, news, rets, assigned, keys, slots, spill_bytes, wri
         step_items += news[done:]
         origins, news = step_origins, step_items
     steps = tuple(zip(origins, news))
-    full = {"gp": _RSP, "vec": ZMM_REGS[0] if program.isa == "avx512" else YMM_REGS[0], "k": K_REGS[0]}
-    assignment = {keys[j][1]: _phys(full[keys[j][0]], n) for j, n in assigned.items()}
+    full = {"gp": GP64_REGS, "vec": ZMM_REGS if program.isa == "avx512" else YMM_REGS, "k": K_REGS}
+    assignment = {keys[j][1]: full[keys[j][0]][n] for j, n in assigned.items()}
     assignment.update({k[1]: ("slot", off, size) for k, (off, size) in slots.items()})
     return AllocatedProgram(program, steps, assignment, saved, frame, tuple(sorted(slots)))
 

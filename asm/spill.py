@@ -8,8 +8,10 @@ Instructions whose registers are all explicit operands (``liveness.FAST_SHAPES``
 plan: which operand to fold, which scratch register each spilled value gets, what to load and store.
 A plan depends only on the mnemonic and on the pattern of spilled operands (their positions, classes,
 which are one value, narrow GP views, views narrower than their slot), so it is made once per pattern
-and process and applied with table look-ups.  Everything that names registers or slots (scratch views,
-slot operands, spill loads and stores) is built at most once per value and view in an ``allocate`` call.
+and process and applied with table look-ups.  The common case, one spilled value whose views are register
+operands, keys its plan without per-operand codes (``rewrite_one_value``), and whether its folded form
+encodes is cached by the other operands.  Scratch views, slot operands and spill loads and stores depend
+only on view, slot and scratch registers: they are built once per process.
 Other instructions (masks, implicit registers, calls) take the general path through
 ``effects.register_effects``.
 """
@@ -26,6 +28,8 @@ from .operands import GP, K_REGS, KREG, XMM_REGS, YMM_REGS, ZMM_REGS, Instr, Mem
 _RSP = Reg(GP, 8, 4)
 _VEC_KINDS = ("xmm", "ymm", "zmm")
 _PHYS: dict = {}
+_MOVES: dict = {}  # (class, register number, slot, vector move, load) -> spill load or store
+_VIEW_SPILLS: dict = {}  # (view kind, view size, slot, scratch pool) -> (plan code, scratch views, slot operand)
 _instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
 _mem = partial(tuple.__new__, Mem)  # Mem from a 7-tuple whose fields were validated already
 
@@ -36,6 +40,8 @@ UNALIGNED = {"vmovaps": "vmovups", "vmovapd": "vmovupd", "vmovdqa": "vmovdqu", "
              "vmovdqa64": "vmovdqu64"}
 
 _PLANS: dict = {}  # (mnemonic, zero idiom, folding allowed, per-operand spill pattern) -> plan (_make_plan)
+_UNFOLDABLE: dict = {}  # (single plan key, operands, view size) -> the folded form has no encoding
+_SINGLE_PLANS: dict = {}  # (mnemonic, zero idiom, another address, operands, position, code) -> _single_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +63,21 @@ def phys(r: Reg, num: int) -> Reg:
     return p
 
 
+_UNALIGNED_MOVE = {"movaps": "movups", "vmovaps": "vmovups"}
 _VIEW0 = {"gp": _RSP, "k": K_REGS[0], 16: XMM_REGS[0], 32: YMM_REGS[0], 64: ZMM_REGS[0]}
 
 
 def spill_move(key, num, slot, vec_move, load):
-    """Load (``load``) or store of value ``key``'s slot through physical register ``num``."""
+    """Load (``load``) or store of value ``key``'s slot through physical register ``num`` (cached: the
+    same few moves recur in every function that spills)."""
+    cache_key = (key[0], num, slot, vec_move, load)
+    move = _MOVES.get(cache_key)
+    if move is None:
+        move = _MOVES[cache_key] = _spill_move(key, num, slot, vec_move, load)
+    return move
+
+
+def _spill_move(key, num, slot, vec_move, load):
     off, size = slot
     mem = _mem((_RSP, None, 1, off, size, 0, None))
     if key[0] == "gp":
@@ -72,7 +88,7 @@ def spill_move(key, num, slot, vec_move, load):
         reg = phys(_VIEW0[size], num)
         # unaligned moves: spill slots are 16-byte aligned only in functions that call out (found by the
         # fuzzer: an xmm spill with movaps faulted in a leaf function)
-        move = "vmovups" if size > 16 else {"movaps": "movups", "vmovaps": "vmovups"}.get(vec_move, vec_move)
+        move = "vmovups" if size > 16 else _UNALIGNED_MOVE.get(vec_move, vec_move)
     return _instr((move, (reg, mem) if load else (mem, reg), None, False, (), ()))
 
 
@@ -156,6 +172,29 @@ def _make_plan(m, fast, zero, fold_ok, codes):
     return m, fold, tuple(actions), tuple(dict.fromkeys(loads)), store
 
 
+def _single_plan(m, fast, zero, other_address, where, code, n):
+    """``_make_plan`` for one spilled value: a register view of code ``code`` at operand ``where`` (or at
+    each operand in the tuple ``where``) of ``n``, as (mnemonic, folds, scratch index, loads, stores)."""
+    codes = [0] * n
+    for k in (where,) if type(where) is int else where:
+        codes[k] = code
+    if other_address:
+        codes[codes.index(0)] = -1
+    mnemonic, fold, actions, loads, store = _make_plan(m, fast, zero, True, codes)
+    return mnemonic, fold >= 0, actions[0][2], bool(loads), store is not None
+
+
+def _unfoldable(key, new) -> bool:
+    """Whether ``new`` (a spilled register folded into its slot) has no encoding, cached by ``key``: the
+    single plan's key, the other operands and the view's size (the slot's offset does not matter)."""
+    unfoldable = _UNFOLDABLE.get(key)
+    if unfoldable is None:
+        if len(_UNFOLDABLE) > 100_000:  # many distinct immediates: start over rather than grow forever
+            _UNFOLDABLE.clear()
+        unfoldable = _UNFOLDABLE[key] = not has_form(new)
+    return unfoldable
+
+
 class Spiller:
     """Rewrites instructions that touch spilled values (see the module docstring)."""
 
@@ -176,13 +215,19 @@ class Spiller:
             j = self.value(op)
         key = self.keys[j]
         cls = key[0]
-        off, size = self.slots[key]
+        slot = self.slots[key]
         v = self.values.get(j)
         if v is None:
             v = self.values[j] = [key, [None, None, None], [None, None, None]]
-        code = 8 * (1 + _CLASSES.index(cls) + 3 * ((op[1] == size) + 2 * (op[0] == GP and op[1] < 4)))
-        views = tuple(phys(op, n) for n in self.scratch_pools[cls])
-        info = self.regs[op] = (code, v, views, _mem((_RSP, None, 1, off, op[1], 0, None)))
+        pool = self.scratch_pools[cls]
+        cache_key = (op[0], op[1], slot, pool)
+        spills = _VIEW_SPILLS.get(cache_key)
+        if spills is None:
+            off, size = slot
+            code = 8 * (1 + _CLASSES.index(cls) + 3 * ((op[1] == size) + 2 * (op[0] == GP and op[1] < 4)))
+            spills = _VIEW_SPILLS[cache_key] = (code, tuple(phys(op, n) for n in pool),
+                                                _mem((_RSP, None, 1, off, op[1], 0, None)))
+        info = self.regs[op] = (spills[0], v, spills[1], spills[2])
         return info
 
     def _code(self, op, values, vinfos):
@@ -202,6 +247,54 @@ class Spiller:
         values.append(v)
         vinfos.append(info)
         return info[0] + len(values) - 1
+
+    def rewrite_one_value(self, i, it, new_ops, fast, origins, news) -> bool:
+        """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) when its
+        spilled operands are registers of one value (the common case) from ``_SINGLE_PLANS``, keyed without
+        building per-operand codes; False (nothing emitted) otherwise."""
+        m, ops = it[0], it[1]
+        spills = new_ops.count(SPILLED)
+        k = new_ops.index(SPILLED)
+        op = ops[k]
+        # one spilled value, in registers only (an unspilled operand never equals a spilled register view)
+        if type(op) is Reg and (spills == 1 or ops.count(op) == spills):
+            info = self.regs.get(op)
+            if info is None:
+                info = self._reg(op)
+            zero = fast[2] and is_zero_idiom(it)
+            where = k if spills == 1 else tuple(j for j in range(len(ops)) if new_ops[j] is SPILLED)
+            key = (m, zero, Mem in map(type, new_ops), len(ops), where, info[0])
+            plan = _SINGLE_PLANS.get(key)
+            if plan is None:
+                plan = _SINGLE_PLANS[key] = _single_plan(m, fast, zero, key[2], where, info[0], len(ops))
+            mnemonic, fold, s, load, store = plan
+            if spills == 1:
+                out = list(new_ops)
+                out[k] = info[3] if fold else info[2][s]
+                out = tuple(out)
+            else:  # never folded: the value appears more than once
+                view = info[2][s]
+                out = tuple(view if p is SPILLED else p for p in new_ops)
+            new = _instr((mnemonic, out) + it[2:])
+            if not fold or not _unfoldable((key, new_ops, op[1]), new):  # else: scratch registers only
+                if load:
+                    v = info[1]
+                    move = v[1][s]
+                    if move is None:
+                        move = v[1][s] = self._move(v[0], info[2][s][2], True)
+                    origins.append(-1)
+                    news.append(move)
+                origins.append(i)
+                news.append(Elided(new) if i in self.copies and out[0] == out[1] else new)
+                if store:
+                    v = info[1]
+                    move = v[2][s]
+                    if move is None:
+                        move = v[2][s] = self._move(v[0], info[2][s][2], False)
+                    origins.append(-1)
+                    news.append(move)
+                return True
+        return False
 
     def rewrite_simple(self, i, it, new_ops, fast, origins, news):
         """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) from its plan.

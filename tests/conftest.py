@@ -5,8 +5,13 @@ Nothing here skips OpenCL tests: if no OpenCL device can be found, the tests fai
 """
 
 import os
+import tempfile
 
 from hypothesis import HealthCheck, settings
+
+# Each run compiles afresh into its own cache: the cache key holds polyjit's version, not its code, so a
+# developer's cache from before an edit of the compiler would otherwise answer for the edited compiler.
+os.environ["POLYJIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="polyjit-tests-")
 
 settings.register_profile("ci", deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])

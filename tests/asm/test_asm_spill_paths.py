@@ -1,0 +1,137 @@
+"""The allocator's fast paths give exactly what the general paths give: the one-spilled-value rewrite
+(``Spiller.rewrite_one_value``) against the per-operand plans, and the pruned eviction search against a
+full one, on random programs under register pressure (narrow views, immediates, zero idioms, addresses)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from polyjit.asm import Function, Mem, allocate, check_allocation
+from polyjit.asm import regalloc as regalloc_module
+from polyjit.asm.bench import build_function
+from polyjit.asm.spill import Spiller
+
+
+def _random_program(seed: int, isa: str = "avx2") -> Function:
+    rng = random.Random(seed)
+    f = Function(f"spill_paths{seed}", args=[("x", "double*"), ("n", "int64_t")], ret="int64_t", isa=isa)
+    x, n = f.args
+    gps = [f.gp64() for _ in range(rng.randint(17, 24))]   # all live to the end: more than fit
+    nvec = rng.randint(34, 40) if isa == "avx512" else rng.randint(17, 24)
+    vecs = [f.ymm() if isa != "sse2" else f.xmm() for _ in range(nvec)]
+    for j, g in enumerate(gps):
+        f.mov(g, j)
+    for v in vecs:
+        if isa == "sse2":
+            f.xorpd(v, v)
+        else:
+            f.vxorpd(v.x, v.x, v.x)
+    for _ in range(rng.randint(60, 120)):
+        a, b = rng.choice(gps), rng.choice(gps)
+        va, vb = rng.choice(vecs), rng.choice(vecs)
+        k = rng.randrange(14)
+        if k == 0:
+            f.add(a, b)
+        elif k == 1:
+            f.add(a, rng.choice([1, 1000, -5]))
+        elif k == 2:
+            f.mov(a, rng.choice([7, 2**40 + 3]))            # imm64: no memory form when folded
+        elif k == 3:
+            f.xor(a.d, a.d)                                 # zero idiom on a (maybe spilled) value
+        elif k == 4:
+            f.mov(a.b, b.b)                                 # narrow write: the other bytes stay
+        elif k == 5:
+            f.imul(a, b)
+        elif k == 6:
+            f.mov(a, Mem(x, disp=8 * rng.randrange(8), size=8))
+        elif k == 7:
+            f.cmp(a, b)
+        elif k == 8:
+            f.sub(a, a)
+        elif isa == "sse2":
+            f.addpd(va, vb)
+        elif k == 9:
+            f.vaddpd(va, va, vb)
+        elif k == 10:
+            f.vfmadd231pd(va, vb, Mem(x, disp=32 * rng.randrange(4), size=32))
+        elif k == 11:
+            f.vaddsd(va.x, va.x, vb.x)
+        elif k == 12:
+            f.vmovupd(Mem(x, disp=32 * rng.randrange(4), size=32), va)
+        else:
+            f.vmulpd(va, vb, vb)
+    for v in vecs:  # every vector live to the end too
+        if isa == "sse2":
+            f.movupd(Mem(x, size=16), v)
+        else:
+            f.vmovupd(Mem(x, size=32), v)
+    total = f.gp64()
+    f.xor(total.d, total.d)
+    for g in gps:
+        f.add(total, g)
+    f.ret(total)
+    return f
+
+
+def _programs():
+    yield build_function().program()
+    yield build_function(isa="avx512", nvec=40, nint=16).program()
+    for seed in range(12):
+        yield _random_program(seed, ("avx2", "sse2", "avx512")[seed % 3]).program()
+
+
+def _steps_without(monkeypatch, prog, target, name, replacement):
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, replacement)
+        return allocate(prog)
+
+
+@pytest.mark.parametrize("index", range(14))
+def test_one_value_rewrite_equals_the_general_plans(monkeypatch, index):
+    prog = list(_programs())[index]
+    fast = allocate(prog)
+    assert fast.spilled
+    check_allocation(prog, fast)
+    general = _steps_without(monkeypatch, prog, Spiller, "rewrite_one_value", lambda self, *args: False)
+    assert fast.steps == general.steps
+    assert fast.assignment == general.assignment
+
+
+def _full_evict(cands, j, masks, weight, ends, fixed, occupants, assigned, spilled, occupancy):
+    """The eviction search without pruning (the reference for ``regalloc._evict``)."""
+    m = masks[j]
+    best = best_n = None
+    for n in cands:
+        if fixed[n] & m:
+            continue
+        cost, far = 0.0, 0
+        for o in occupants[n]:
+            if masks[o] & m:
+                cost += weight[o]
+                far = max(far, ends[o])
+        if best is None or (cost, -far) < best:
+            best, best_n = (cost, -far), n
+    if best is None or (weight[j], -ends[j]) <= best:
+        return None
+    keep, occ = [], fixed[best_n]
+    for o in occupants[best_n]:
+        if masks[o] & m:
+            del assigned[o]
+            spilled.add(o)
+        else:
+            keep.append(o)
+            occ |= masks[o]
+    occupants[best_n] = keep
+    occupancy[best_n] = occ
+    return best_n
+
+
+@pytest.mark.parametrize("index", range(14))
+def test_pruned_eviction_equals_the_full_search(monkeypatch, index):
+    prog = list(_programs())[index]
+    pruned = allocate(prog)
+    full = _steps_without(monkeypatch, prog, regalloc_module, "_evict", _full_evict)
+    assert pruned.spilled == full.spilled
+    assert pruned.steps == full.steps
