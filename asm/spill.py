@@ -278,21 +278,13 @@ class Spiller:
             new = _instr((mnemonic, out) + it[2:])
             if not fold or not _unfoldable((key, new_ops, op[1]), new):  # else: scratch registers only
                 if load:
-                    v = info[1]
-                    move = v[1][s]
-                    if move is None:
-                        move = v[1][s] = self._move(v[0], info[2][s][2], True)
                     origins.append(-1)
-                    news.append(move)
+                    news.append(self._value_move(info[1], s, info[2][s][2], True))
                 origins.append(i)
                 news.append(Elided(new) if i in self.copies and out[0] == out[1] else new)
                 if store:
-                    v = info[1]
-                    move = v[2][s]
-                    if move is None:
-                        move = v[2][s] = self._move(v[0], info[2][s][2], False)
                     origins.append(-1)
-                    news.append(move)
+                    news.append(self._value_move(info[1], s, info[2][s][2], False))
                 return True
         return False
 
@@ -348,20 +340,23 @@ class Spiller:
                 out[k] = regs_get(ops[k])[2][s]
             new = _instr((mnemonic, tuple(out)) + it[2:])
         for a, s in loads:
-            move = values[a][1][s]
-            if move is None:
-                move = values[a][1][s] = self._move(values[a][0], vinfos[a][2][s][2], True)
             origins.append(-1)
-            news.append(move)
+            news.append(self._value_move(values[a], s, vinfos[a][2][s][2], True))
         origins.append(i)
         news.append(Elided(new) if i in self.copies and out[0] == out[1] else new)
         if store is not None:
             a, s = store
-            move = values[a][2][s]
-            if move is None:
-                move = values[a][2][s] = self._move(values[a][0], vinfos[a][2][s][2], False)
             origins.append(-1)
-            news.append(move)
+            news.append(self._value_move(values[a], s, vinfos[a][2][s][2], False))
+
+    def _value_move(self, v, s, n, load):
+        """Spill load (``load``) or store of value ``v`` ([key, loads, stores]) through its scratch ``s``,
+        physical register ``n``: built once per value and scratch."""
+        moves = v[1] if load else v[2]
+        move = moves[s]
+        if move is None:
+            move = moves[s] = self._move(v[0], n, load)
+        return move
 
     def _move(self, key, n, load):
         return spill_move(key, n, self.slots[key], self.vec_move, load)
