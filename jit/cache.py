@@ -33,7 +33,7 @@ else:  # pragma: no cover - depends on the Python version and on what numpy load
             from hashlib import sha512 as _hash
 
 MAGIC = b"PJC\x03"
-FORMAT = 8
+FORMAT = 9
 DEFAULT_SIZE = 256 * 2**20
 _warned: set[str] = set()
 

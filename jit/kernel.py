@@ -162,7 +162,7 @@ class Kernel:
                     compiled = load_native(payload)
                 else:
                     from .opencl_runtime import OpenCLKernel
-                    compiled = OpenCLKernel(payload["spec"], payload["binary"])
+                    compiled = OpenCLKernel(payload["spec"], payload["binaries"])
                 self.stats = {"cache": "hit"}
                 return compiled
             except Exception as e:  # noqa: BLE001 - a stale or foreign entry: compile instead

@@ -15,6 +15,10 @@ _lock = threading.Lock()
 _state: dict = {}
 BUILD_OPTIONS = ("-cl-fp32-correctly-rounded-divide-sqrt",)
 FAST_OPTIONS = ("-cl-fast-relaxed-math", "-cl-mad-enable")
+# NVIDIA's ptxas (driver 580) miscompiles some single-work-item loops above opt level 0: an induction
+# pointer is taken for its start value (fuzz seed 413 program 26 read A[j] for A[0]). A phase that runs on
+# one work-item gains nothing from the optimizer worth that risk; parallel phases keep the default level.
+SEQUENTIAL_OPTIONS = {"NVIDIA": ("-cl-nv-opt-level=0",)}
 
 
 def _cl():
@@ -54,13 +58,22 @@ def device_identity() -> tuple:
     return (d.platform.name, d.platform.version, d.name, d.driver_version, d.version)
 
 
-def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = None):
+def build_options(fastmath: bool, sequential: bool = False) -> tuple:
+    """The compiler options of a program; `sequential` for the phases that run on one work-item."""
+    options = BUILD_OPTIONS + (FAST_OPTIONS if fastmath else ())
+    if sequential:
+        vendor = context_and_queue()[0].devices[0].platform.name
+        options += next((extra for name, extra in SEQUENTIAL_OPTIONS.items() if name in vendor), ())
+    return options
+
+
+def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = None, sequential: bool = False):
     ctx, _ = context_and_queue()
     device = ctx.devices[0]
     if needs_fp64 and "cl_khr_fp64" not in device.extensions and not device.double_fp_config:
         raise PolyjitError(f"OpenCL device {device.name!r} lacks cl_khr_fp64, which float64 kernels need; "
                            "use float32 arrays or another device (POLYJIT_OPENCL_DEVICE)")
-    options = BUILD_OPTIONS + (FAST_OPTIONS if fastmath else ())
+    options = build_options(fastmath, sequential)
     key = (device.int_ptr, source, options)
     with _lock:
         prg = _state.setdefault("programs", {}).get(key)
@@ -156,13 +169,15 @@ def _add_partial_sums(scal, part, sums, slot_types) -> None:
 class OpenCLKernel:
     """A compiled specialization: call it with the kernel's arguments."""
 
-    def __init__(self, spec: OpenCLSpec, binary: bytes | None = None):
+    def __init__(self, spec: OpenCLSpec, binaries: dict | None = None):
         self.spec = spec
         ns: dict = {}
         exec(compile(spec.check_source, f"<polyjit checks {spec.name}>", "exec"), ns)
         self.checks = ns["pj_checks"]
-        self.program = build(spec.source, spec.fastmath, spec.needs_fp64, binary)
-        self.kernels = [_cl().Kernel(self.program, p[0]) for p in spec.phases]
+        # one program per kind of phase (one work-item or an NDRange): on some vendors they build differently
+        self.programs = {one: build(spec.source, spec.fastmath, spec.needs_fp64, (binaries or {}).get(one), one)
+                         for one in sorted({p[1] is None for p in spec.phases})}
+        self.kernels = [_cl().Kernel(self.programs[p[1] is None], p[0]) for p in spec.phases]
         self.local = [p[2] if len(p) > 2 else None for p in spec.phases]
         self.sums = [p[3] if len(p) > 3 else () for p in spec.phases]
         for knl, local in zip(self.kernels, self.local):
@@ -173,11 +188,11 @@ class OpenCLKernel:
         names = ", ".join(p[0] for p in spec.params) or "*_"
         self.trip = [None if p[1] is None else eval(f"lambda {names}: {p[1]}") for p in spec.phases]
 
-    def binary(self) -> bytes:
-        return self.program.get_info(_cl().program_info.BINARIES)[0]
+    def binaries(self) -> dict:
+        return {one: prg.get_info(_cl().program_info.BINARIES)[0] for one, prg in self.programs.items()}
 
     def payload(self) -> dict:
-        return {"kind": "opencl", "spec": self.spec, "binary": self.binary()}
+        return {"kind": "opencl", "spec": self.spec, "binaries": self.binaries()}
 
     def __call__(self, args):
         cl = _cl()

@@ -245,4 +245,5 @@ def test_opencl_entries_hold_program_binaries(tmp_path):
     assert first["cache"] == "miss" and second["cache"] == "hit"
     assert second["out"] == [0.0, 2.0, 4.0, 6.0, 8.0] and not second["islpy"]
     payload = cache.Cache(str(tmp_path / "c")).load(kernel_entries(tmp_path / "c")[0].stem)
-    assert payload["kind"] == "opencl" and isinstance(payload["binary"], bytes) and payload["binary"]
+    assert payload["kind"] == "opencl" and payload["binaries"]
+    assert all(isinstance(b, bytes) and b for b in payload["binaries"].values())

@@ -366,3 +366,42 @@ def test_sequential_opencl_kernels_keep_their_loops():
     assert "inline " not in source
     ctx, _ = context_and_queue()
     cl.Program(ctx, source).build(options=["-cl-opt-disable"])  # links without inlining
+
+
+def nvidia_induction_pointer(A, n):  # fuzz seed 413 program 26: NVIDIA's ptxas read A[j] for A[0]
+    for i in range(1):
+        for j in range(i, n - 1):
+            for k in range(i + 1):
+                A[n - 1 - k] = max(max(A[k] * -2, A[k]), A[j] - A[i] * A[j] - A[j])
+
+
+def one_item_then_ndrange(A, B, n):
+    for i in range(1, n):
+        A[i] = A[i - 1] * 2 + A[i]
+    for j in range(n):
+        B[j] = B[j] + 1
+
+
+def test_one_work_item_phases_build_with_their_own_options(monkeypatch):
+    """Phases on one work-item build as a second program (on NVIDIA with ptxas at opt level 0); here the
+    pocl platform stands in for NVIDIA so that both programs, their options and the cached binaries are
+    exercised in CI."""
+    from polyjit import opencl_runtime as rt
+
+    vendor = rt.context_and_queue()[0].devices[0].platform.name
+    monkeypatch.setitem(rt.SEQUENTIAL_OPTIONS, vendor, ("-cl-opt-disable",))
+    built = []
+    original = rt.build
+
+    def spy(source, fastmath, needs_fp64, binary=None, sequential=False):
+        built.append((sequential, rt.build_options(fastmath, sequential)))
+        return original(source, fastmath, needs_fp64, binary, sequential)
+
+    monkeypatch.setattr(rt, "build", spy)
+    k = polyjit.kernel(one_item_then_ndrange, target="opencl", parallel="j", cache=False)
+    A, B = np.arange(7, dtype=np.int64), np.arange(7, dtype=np.float64)
+    check(k, A, B, 7)
+    assert sorted(built) == [(False, rt.BUILD_OPTIONS), (True, rt.BUILD_OPTIONS + ("-cl-opt-disable",))]
+    assert sorted(k.specialize(A, B, 7).binaries()) == [False, True]
+    check(polyjit.kernel(nvidia_induction_pointer, target="opencl", cache=False),
+          np.array([1, -1, -4], dtype=np.int32), 3)
