@@ -224,14 +224,15 @@ def _check_expr(em, e, dtype, varying, g) -> bool:
 def _check_refs(plan: BlockPlan, item: int) -> bool:
     """Written arrays: every access K-invariant, of one family, replaced elements pairwise disjoint."""
     replaced: dict[str, dict] = {}
+    targets = {g.target for g in plan.groups}
     for g in plan.groups:
         for ref in g.refs.values():
             if g.lanes > 1 and ref.vdim is not None:
                 plan.contiguous.add((ref.array, ref.vdim))
             if ref.array not in plan.written:
                 continue
-            if any(ref.ak) or (g.lanes > 1 and ref.vdim is None):
-                return False
+            if any(ref.ak) or (g.lanes > 1 and ref.vdim is None) or ref not in targets:
+                return False  # a read of a written array must be an element some group keeps in a register
             replaced.setdefault(ref.array, {})[ref] = g.lanes
     for array, refs in replaced.items():
         families = {r.family() for r in refs}

@@ -405,3 +405,22 @@ def test_one_work_item_phases_build_with_their_own_options(monkeypatch):
     assert sorted(k.specialize(A, B, 7).binaries()) == [False, True]
     check(polyjit.kernel(nvidia_induction_pointer, target="opencl", cache=False),
           np.array([1, -1, -4], dtype=np.int32), 3)
+
+
+def blocked_reads_of_a_written_array(A, B, C, n):  # fuzz seed 501 program 705
+    for j in range(2):
+        for k in range(j):
+            for l in range(2):
+                B[j] -= B[k]
+
+
+@pytest.mark.parametrize("isa", ["sse2", "avx2"])
+def test_register_blocking_needs_every_read_of_a_written_array_in_a_register(isa, monkeypatch):
+    """Register blocking kept B[1] in a register and found no register for the read of B[0] (KeyError)."""
+    from polyjit.asm.cpu import available_tiers
+    if isa not in available_tiers():
+        pytest.skip(f"the machine has no {isa}")
+    monkeypatch.setenv("POLYJIT_ISA", isa)
+    rng = np.random.default_rng(5)
+    k = polyjit.kernel(blocked_reads_of_a_written_array, target="native", cache=False)
+    check(k, rng.random((3, 3, 3)), rng.random(4), rng.random(2), 3)
