@@ -1,7 +1,7 @@
 """gemm float64 n=1024 (`C[i, j] += A[i, k] * B[k, j]`, the plain triple loop) with register-blocking hints,
 polyjit native (1 thread) vs numpy.matmul with one BLAS thread, measured in alternating rounds.
 
-    python bench/gemm_blocking.py [--n 1024] [--rounds 3] [--reps 5]
+    python bench/gemm_blocking.py [--n 1024] [--rounds 3] [--reps 5] [--hints '{"split": {...}, ...}']
 
 numpy runs in a subprocess started with OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS=1 (set before
 numpy is imported; threadpoolctl is not needed). Each round prints the median GFLOP/s of `reps` calls of each;
@@ -9,6 +9,7 @@ the last line gives the medians over the rounds and their ratio.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -21,10 +22,12 @@ import numpy as np  # noqa: E402
 import polyjit  # noqa: E402
 
 # The schedule: a 5x8 block of C in ten ymm registers (i_inner unrolled 5 times, j_inner in two 4-lane
-# vectors) over a k loop of 256 iterations (k_outer outermost keeps A's 5x256 panel in L1 across the j
-# loop); full tiles separated from the partial ones so the block loop has constant inner trip counts.
-HINTS = dict(split={"i": 5, "j": 8, "k": 256}, order=("k_outer", "i_outer", "j_outer", "k_inner", "i_inner", "j_inner"),
-             unroll="i_inner", vectorize="j_inner", tail={"i": "separate", "j": "separate"})
+# vectors) over a k loop of 512 iterations; full tiles separated from the partial ones so the block loop has
+# constant inner trip counts. prefetch= packs, at every j_outer iteration, the 512x8 tile of B that the i loop
+# reuses 205 times into one contiguous 32 KB buffer (B's rows are 8 KB apart: unpacked, the tile sits in one
+# L1 set and one page per row); the k loop of 512 amortizes loading and storing each block of C.
+HINTS = dict(split={"i": 5, "j": 8, "k": 512}, order=("k_outer", "j_outer", "i_outer", "k_inner", "i_inner", "j_inner"),
+             unroll="i_inner", vectorize="j_inner", tail={"i": "separate", "j": "separate"}, prefetch={"B": "j_outer"})
 
 
 def gemm(A, B, C):
@@ -71,12 +74,15 @@ def main():
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--hints", default=None, help="JSON object replacing entries of HINTS (to try schedules)")
     args = ap.parse_args()
+    hints = dict(HINTS, **json.loads(args.hints)) if args.hints else HINTS
+    hints = {k: tuple(v) if k == "order" else v for k, v in hints.items()}
     n = args.n
     rng = np.random.default_rng(0)
     A, B, C = rng.random((n, n)), rng.random((n, n)), np.zeros((n, n))
-    kernels = {"fastmath": polyjit.kernel(gemm, cache=False, fastmath=True, **HINTS),
-               "exact": polyjit.kernel(gemm, cache=False, **HINTS)}
+    kernels = {"fastmath": polyjit.kernel(gemm, cache=False, fastmath=True, **hints),
+               "exact": polyjit.kernel(gemm, cache=False, **hints)}
     want = A @ B
     for name, k in kernels.items():
         t = time.perf_counter()

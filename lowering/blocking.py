@@ -27,6 +27,7 @@ import numpy as np
 
 from ..analysis import expr as E
 from ..asm import Mem
+from .blocking_pack import pack_loop
 from .looptree import For, Run
 from .vectorize import WIDTH, _uses, linear
 
@@ -557,7 +558,10 @@ def loop_bound(em, n: For):
 
 
 def block_loop(em, n: For) -> bool:
-    """Emits loop `n` register-blocked (with the ordinary loop as the run-time fallback) when it fits."""
+    """Emits loop `n` register-blocked (with the ordinary loop as the run-time fallback) when it fits, or with
+    the tiles that `prefetch=` names for it packed (blocking_pack.py)."""
+    if pack_loop(em, n):
+        return True
     plan = plan_block(em, n)
     if plan is None:
         return False

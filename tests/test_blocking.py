@@ -46,6 +46,13 @@ HINTS = {
     "tile": dict(tile={"i": 4, "j": 4, "k": 4}),
     "guard": dict(split={"i": 3, "j": 8}, order=("i_outer", "j_outer", "k", "i_inner", "j_inner"),
                   unroll="i_inner", vectorize="j_inner"),
+    # packing (blocking_pack.py): B's 6x8 tile copied at every j_outer iteration, A's 5x6 at every i_outer
+    "packB": dict(split={"i": 5, "j": 8, "k": 6}, order=("k_outer", "j_outer", "i_outer", "k_inner", "i_inner",
+                                                          "j_inner"), unroll="i_inner", vectorize="j_inner",
+                  tail=SEP, prefetch={"B": "j_outer"}),
+    "packAB": dict(split={"i": 3, "j": 4, "k": 5}, order=("k_outer", "j_outer", "i_outer", "k_inner", "i_inner",
+                                                           "j_inner"), unroll="i_inner", vectorize="j_inner",
+                   prefetch={"B": "j_outer", "A": "i_outer"}),
 }
 SIZES = [(0, 0, 0), (1, 1, 1), (3, 0, 2), (5, 8, 7), (7, 9, 5), (13, 17, 11), (10, 16, 12)]
 _KERNELS: dict = {}
@@ -97,7 +104,7 @@ def test_gemm_blocked_bit_exact(hints, dtype, isa, monkeypatch):
 
 @pytest.mark.parametrize("isa", TIERS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("hints", ["4x8", "5x8k", "tile"])
+@pytest.mark.parametrize("hints", ["4x8", "5x8k", "tile", "packB", "packAB"])
 def test_gemm_blocked_fastmath(hints, dtype, isa, monkeypatch):
     run_case(gemm, hints, True, dtype, isa, monkeypatch)
 
@@ -187,3 +194,76 @@ def test_hoisted_loop_bounds():
         k(n, x, got)
         k.py_func(n, x, want)
         assert np.array_equal(got, want)
+
+
+def test_packing_appears_in_listing():
+    A, B, C = np.ones((16, 16)), np.ones((16, 16)), np.zeros((16, 16))
+    text = polyjit.kernel(gemm, cache=False, **HINTS["packB"]).inspect_asm(A, B, C)
+    assert "malloc" in text and "free" in text and ".Lpackcopy" in text
+    assert "malloc" not in polyjit.kernel(gemm, cache=False, **HINTS["5x8k"]).inspect_asm(A, B, C)
+
+
+def gemm_then_scale(A, B, C):
+    for i in range(C.shape[0]):
+        for j in range(C.shape[1]):
+            for k in range(A.shape[1]):
+                C[i, j] += A[i, k] * B[k, j]
+    for k in range(B.shape[0]):
+        B[k, 0] = B[k, 0] * 2.0
+
+
+def test_packing_with_writes_elsewhere():
+    """B written in a later nest: each j_outer iteration copies it afresh, so the copy is packed and exact."""
+    hints = dict(HINTS["packB"], tail="guard")
+    k = polyjit.kernel(gemm_then_scale, cache=False, **hints)
+    A, B, C = np.ones((7, 9)), np.ones((9, 10)), np.zeros((7, 10))
+    assert "malloc" in k.inspect_asm(A, B, C)
+    rng = np.random.default_rng(4)
+    for n, m, p in [s for s in SIZES if s[1]]:
+        A, B, C = rng.standard_normal((n, p)), rng.standard_normal((p, m)), rng.standard_normal((n, m))
+        got, want = (A.copy(), B.copy(), C.copy()), (A.copy(), B.copy(), C.copy())
+        k(*got)
+        k.py_func(*want)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def shift_add(x, y):
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[i, j] = x[i, j] + y[i, j]
+
+
+def test_packing_skips_arrays_the_loop_writes():
+    k = polyjit.kernel(shift_add, cache=False, split={"i": 2, "j": 4}, order=("i_outer", "j_outer", "i_inner",
+                                                                              "j_inner"),
+                       prefetch={"x": "j_outer", "y": "j_outer"})
+    x, y = np.ones((5, 3)), np.arange(15.0).reshape(5, 3)
+    text = k.inspect_asm(x, y)
+    assert text.count("malloc") == 1  # y only
+    got, want = x.copy(), x.copy()
+    k(got, y)
+    k.py_func(want, y)
+    assert np.array_equal(got, want)
+
+
+def stencil_rows(x, out):
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = x[2 * i, j] + x[2 * i + 2, j + 1] - x[2 * i + 1, j]
+
+
+@pytest.mark.parametrize("isa", TIERS)
+def test_packing_a_stencil_box(isa, monkeypatch):
+    """A box with offsets in both dimensions and a stride-2 row subscript, at every iteration of j_outer: rows
+    6*i_outer .. 6*i_outer + 6 and columns 4*j_outer .. 4*j_outer + 4 of x, clamped to the array."""
+    monkeypatch.setenv("POLYJIT_ISA", isa)
+    k = polyjit.kernel(stencil_rows, cache=False, split={"i": 3, "j": 4},
+                       order=("i_outer", "j_outer", "i_inner", "j_inner"), prefetch={"x": "j_outer"})
+    rng = np.random.default_rng(5)
+    for n, m in [(0, 0), (1, 1), (4, 5), (7, 9), (10, 3)]:
+        for x in (rng.standard_normal((2 * n + 2, m + 1)), rng.standard_normal((2 * n + 3, 2 * m + 2))[::-1, ::2]):
+            got, want = np.zeros((n, m)), np.zeros((n, m))
+            k(x, got)
+            k.py_func(x, want)
+            assert np.array_equal(got, want), (n, m)
+    assert "malloc" in k.inspect_asm(x, got)
