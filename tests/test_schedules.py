@@ -313,3 +313,64 @@ def test_unknown_tail_in_a_schedule_callable_is_refused():
         k(np.zeros(5), np.zeros(5))
     with pytest.raises(TypeError):
         T.split(None, "i", 4, "separate")  # tail is keyword-only
+
+
+def skew_nest(A, B):  # a statement outside the split loop sharing its prefix, and a triangular inner loop
+    for i in range(1, A.shape[0]):
+        B[i] = B[i - 1] + A[i, 0]
+        for j in range(i):
+            A[i, j] = A[i - 1, j] + B[i]
+
+
+def _mat(*shape):
+    return np.random.default_rng(len(shape) * 7 + shape[0]).uniform(-2, 2, shape)
+
+
+SEPARATIONS = [
+    (prefix_sum, (_mat(11),), dict(split={"i": 4}, tail="separate")),
+    (gemm, (_mat(7, 7), _mat(7, 7), _mat(7, 7)), dict(tile={"i": 4, "j": 3}, tail="separate")),
+    (gemm, (_mat(9, 9), _mat(9, 9), _mat(9, 9)), dict(tile={"i": 4, "j": 4, "k": 3}, tail={"j": "separate"})),
+    (gemm, (_mat(9, 9), _mat(9, 9), _mat(9, 9)), dict(split={"i": 5, "j": 8, "k": 4},
+                                                      tail={"i": "separate", "j": "separate"},
+                                                      order=("k_outer", "j_outer", "i_outer", "k_inner", "i_inner",
+                                                             "j_inner"))),
+    (jacobi_2d, (_mat(9, 9), _mat(9, 9), 2), dict(tile={"i": 4, "j": 4}, tail="separate")),
+    (seidel_2d, (_mat(9, 9), 2), dict(split={"j": 3}, tail={"j": "separate"})),
+    (lu, (_mat(8, 8) + 8 * np.eye(8),), dict(split={"j": 3}, tail="separate")),
+    (skew_nest, (_mat(9, 9), _mat(9)), dict(split={"j": 4, "i": 3}, tail="separate")),
+]
+
+
+@pytest.mark.parametrize("fn, args, hints", SEPARATIONS)
+def test_prefix_check_of_separation_equals_the_exact_order_check(fn, args, hints):
+    """tails._keeps_order (prefix sets) decides each separation as the comparison of the order relations over
+    all instances (tails._same_order) does: the same schedules come out."""
+    from polyjit.analysis.build import build_model
+    from polyjit.lowering.schedule import apply_hints
+    from polyjit.lowering.tails import separated_schedule
+
+    k = polyjit.kernel(fn, **hints)
+    model = build_model(k.program(), k.signature(args), fastmath=False)
+    model = apply_hints(model, k.options, target="native")
+    width = model.schedule_width()
+    maps = {ins.id: model.instruction_schedule_map(ins.id, width) for ins in model.instructions}
+    fast, fast_origin = separated_schedule(model, dict(maps))
+    exact, exact_origin = separated_schedule(model, dict(maps), exact=True)
+    assert fast_origin == exact_origin and sorted(fast) == sorted(exact)
+    assert all(fast[name].is_equal(exact[name]) for name in fast)
+    check(k, *args)
+
+
+def test_prefix_check_refuses_a_separation_that_reorders():
+    """Times [t0, t1] with the piece decided by (t0, t1) for the split's statements and piece 1 for others: a
+    statement of another piece that runs at or after a tail piece under the same t0 would move before it."""
+    import islpy as isl
+
+    from polyjit.lowering.tails import _keeps_order
+
+    users = isl.Set("[n] -> { [0, t1] : 0 <= t1 <= 2 }")
+    pieces = [isl.Set("[n] -> { [0, 0] }"), isl.Set("[n] -> { [0, 1] }"), isl.Set("[n] -> { [0, 2] }")]
+    assert _keeps_order(users, [isl.Set("[n] -> { [1, 0] }")], pieces, "n", 2, 1)
+    assert not _keeps_order(users, [isl.Set("[n] -> { [0, 3] }")], pieces, "n", 2, 1)  # after the tail
+    assert not _keeps_order(users, [isl.Set("[n] -> { [0, 0] }")], pieces, "n", 2, 1)  # beside the head
+    assert _keeps_order(users, [isl.Set("[n] -> { [0, 1] }")], pieces, "n", 2, 1)  # beside the full tiles
