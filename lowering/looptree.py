@@ -128,6 +128,8 @@ def _ast_options(model: KernelModel, maps: dict, origin: list) -> isl.UnionMap |
                     for piece, m in maps.items():
                         if base_id(piece) == iid:
                             times = m.range() if times is None else times.union(m.range())
+                    if times is None:  # every piece of the statement is empty (tails.py drops those)
+                        continue
                     opt = isl.Map.from_domain_and_range(times, isl.Set(f"{{ unroll[{origin.index(d)}] }}"))
                     opt = isl.UnionMap.from_map(opt)
                     result = opt if result is None else result.union(opt)

@@ -776,6 +776,15 @@ def _short(e):
 
 
 def random_schedule(rng: random.Random, prog: Program):
+    sched = _random_keywords(rng, prog)
+    split = [k for k in ("split", "tile", "unroll", "vectorize") if isinstance(sched.get(k), dict)]
+    if split and rng.random() < 0.3:  # full tiles in nests of their own (the order check of lowering/tails.py)
+        names = sorted({v for k in split for v in sched[k]})
+        sched["tail"] = "separate" if rng.random() < 0.5 else {rng.choice(names): "separate"}
+    return sched
+
+
+def _random_keywords(rng: random.Random, prog: Program):
     loops = prog.loop_names()
     if not loops:
         return {}

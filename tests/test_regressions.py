@@ -424,3 +424,22 @@ def test_register_blocking_needs_every_read_of_a_written_array_in_a_register(isa
     rng = np.random.default_rng(5)
     k = polyjit.kernel(blocked_reads_of_a_written_array, target="native", cache=False)
     check(k, rng.random((3, 3, 3)), rng.random(4), rng.random(2), 3)
+
+
+def never_runs_under_separate_unroll(A, n):  # fuzz seed 7301 program 0 (with tail= added to the fuzzer)
+    s = 0
+    for i in range(n):
+        for k in range(i + 1, n):
+            for l in range(i):
+                if l % 2 == 1 or k > i:
+                    pass
+                else:
+                    A[l] = -A[i]
+    return s
+
+
+def test_unroll_with_separate_tail_of_a_statement_that_never_runs():
+    """The statement's domain is empty (k > i always holds), so tails.py keeps none of its pieces and the
+    unroll option had no times to apply to (TypeError from isl)."""
+    k = polyjit.kernel(never_runs_under_separate_unroll, unroll={"i": 2}, tail={"i": "separate"}, cache=False)
+    check(k, np.array([1, -2, 2], dtype=np.int32), 3)
