@@ -7,7 +7,9 @@ the block's gen/kill sets; a bitset dataflow over the blocks then gives the live
 live-out value is extended from its last definition in the block (or the block start) to the end.
 Instructions whose registers are all explicit operands (most) are read through their per-mnemonic
 shape (``FAST_SHAPES``: does operand 0 get read, written) without building effect lists; the others
-go through ``effects.register_effects``.
+go through ``effects.register_effects``.  An operand 0 that is read and written (or written from itself as
+operand 1) leaves its value's live range open: the def and the use meet at this instruction, so the
+range simply continues to the earlier definition (no bitset update here).
 """
 
 from __future__ import annotations
@@ -77,19 +79,21 @@ def _needs_low_vector(ins: Instr) -> bool:
     return m.startswith(("vcmp", "vpcmp")) and type(ins.operands[0]) is Reg and ins.operands[0].kind != KREG
 
 
-FAST_SHAPES: dict = {}  # mnemonic -> by operand count: (reads operand 0, writes operand 0, maybe a zero idiom,
-#                         maybe a register copy) or None where an instruction has implicit registers or
-#                         operand-dependent effects, or is a branch, return or call
+FAST_SHAPES: dict = {}  # mnemonic -> by operand count (0-15): (reads operand 0, writes operand 0, maybe a zero
+#                         idiom, maybe a register copy, the form's one-value spill plans by int key: spill.py)
+#                         or None where an instruction has no operands, implicit registers or operand-dependent
+#                         effects, or is a branch, return or call
 
 
-def _fast_shapes(m: str) -> tuple:
+def fast_shapes(m: str) -> tuple:
+    """FAST_SHAPES[m], filled on first use."""
     if m[0] == "j" or m in ("ret", "call"):  # block ends and calls: the general path looks at them
-        fast = FAST_SHAPES[m] = (None,) * 6
+        fast = FAST_SHAPES[m] = (None,) * 16
         return fast
     shapes = plain_shapes(m)
     copy = m in COPY_MNEMONICS
-    fast = FAST_SHAPES[m] = tuple(None if s is None or s[3] or s[4] or s[5] or not (s[0] or s[1])
-                                  else (s[0], s[1], s[2], copy) for s in shapes)
+    fast = FAST_SHAPES[m] = (None,) + tuple(None if s is None or s[3] or s[4] or s[5] or not (s[0] or s[1])
+                                            else (s[0], s[1], s[2], copy, {}) for s in shapes[1:]) + (None,) * 10
     return fast
 
 
@@ -144,13 +148,10 @@ def analyse(items, avx512: bool) -> Analysis:
     keys: list = []
     masks: list = []
     sizes: dict = {}
-    hints: dict = {}
-    copies: set = set()
-    rets: list = []
-    needs_low: set = set()
-    wide = calls = False
+    wide = False
 
     def new_value(r):
+        nonlocal wide
         key = (CLS[r[0]], r[2], r[3])
         j = index.get(key)
         if j is None:
@@ -158,9 +159,18 @@ def analyse(items, avx512: bool) -> Analysis:
             keys.append(key)
             masks.append(0)
         ids[r] = j
+        if r[1] > 16:  # whether any view is wider than xmm
+            wide = True
+        if r[3] and sizes.get(r[2], 0) < r[1]:  # the widest view of each virtual
+            sizes[r[2]] = r[1]
         return j
 
     ids_get = ids.get
+    hints: dict = {}
+    copies: set = set()
+    rets: list = []
+    needs_low: set = set()
+    calls = False
     events: list = []       # the value of every read and write (spill weights count them)
     event = events.append
     blocks: list = []       # in reverse order: (start, end, gen, kill, last definition of each value)
@@ -170,8 +180,7 @@ def analyse(items, avx512: bool) -> Analysis:
     ends_pop, ends_setdefault, lastdef_setdefault = ends.pop, ends.setdefault, lastdef.setdefault
     fast_get = FAST_SHAPES.get
     cur_end = len(items)
-    for i in range(len(items) - 1, -1, -1):
-        it = items[i]
+    for i, it in zip(range(len(items) - 1, -1, -1), reversed(items)):
         if type(it) is not Instr:
             if type(it) is Bind:  # always closes a non-empty block: it belongs to it
                 _close(blocks, masks, i, cur_end, ends, lastdef)
@@ -179,53 +188,55 @@ def analyse(items, avx512: bool) -> Analysis:
                 label_blocks[it.label] = len(blocks) - 1
             continue
         m, ops, mask, zero, extra_uses, extra_defs = it
-        n = len(ops)
-        fast = fast_get(m)
-        if fast is None:
-            fast = _fast_shapes(m)
-        fast = fast[n] if n < 6 else None
-        if fast is not None and (mask is not None or zero or extra_uses or extra_defs
-                                 or (fast[2] and is_zero_idiom(it))):
-            fast = None
+        fast = (fast_get(m) or fast_shapes(m))[len(ops)]
         pos = 2 * i + 1
-        if fast is not None:  # explicit operands only: no list of effects is built
-            if n:
-                first = ops[0]
-                if type(first) is Reg:
-                    j = ids_get(first)
-                    if j is None:
-                        j = new_value(first)
-                    if fast[1]:
-                        masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
-                        lastdef_setdefault(j, pos)
-                        event(j)
-                    if fast[0]:
-                        ends_setdefault(j, pos - 1)
-                        event(j)
+        if fast is not None and mask is None and not zero and not extra_uses and not extra_defs \
+                and not (fast[2] and is_zero_idiom(it)):  # explicit operands only: no list of effects
+            first = ops[0]
+            if type(first) is Reg:
+                j = ids_get(first)
+                if j is None:
+                    j = new_value(first)
+                # read and written (or written from itself, ``vaddpd a, a, b``): the live range only
+                # continues through here, no mask update; written only: a range starts here
+                if fast[0] and fast[1] or (fast[1] and ops[1] is first if len(ops) > 1 else False):
+                    ends_setdefault(j, pos)
+                    lastdef_setdefault(j, pos)
+                    event(j)
+                    event(j)
+                    ops = ops[1:] if fast[0] else ops[2:]
+                elif fast[1]:
+                    masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+                    lastdef_setdefault(j, pos)
+                    event(j)
                     ops = ops[1:]
-                pos -= 1
-                for op in ops:
-                    if type(op) is Reg:
-                        j = ids_get(op)
+                else:
+                    ends_setdefault(j, pos - 1)
+                    event(j)
+                    ops = ops[1:]
+            pos -= 1
+            for op in ops:
+                if type(op) is Reg:
+                    j = ids_get(op)
+                    if j is None:
+                        j = new_value(op)
+                    ends_setdefault(j, pos)
+                    event(j)
+                elif type(op) is Mem:
+                    r = op[0]
+                    if r is not None and r[0] != RIP:
+                        j = ids_get(r)
                         if j is None:
-                            j = new_value(op)
+                            j = new_value(r)
                         ends_setdefault(j, pos)
                         event(j)
-                    elif type(op) is Mem:
-                        r = op[0]
-                        if r is not None and r[0] != RIP:
-                            j = ids_get(r)
-                            if j is None:
-                                j = new_value(r)
-                            ends_setdefault(j, pos)
-                            event(j)
-                        r = op[1]
-                        if r is not None:
-                            j = ids_get(r)
-                            if j is None:
-                                j = new_value(r)
-                            ends_setdefault(j, pos)
-                            event(j)
+                    r = op[1]
+                    if r is not None:
+                        j = ids_get(r)
+                        if j is None:
+                            j = new_value(r)
+                        ends_setdefault(j, pos)
+                        event(j)
             if fast[3] and is_register_copy(it):
                 _hint(it, i, ids, copies, hints)
             if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it):
@@ -297,11 +308,6 @@ def analyse(items, avx512: bool) -> Analysis:
             low = lo & -lo
             masks[low.bit_length() - 1] |= whole
             lo ^= low
-    for r in ids:  # the widest view of each virtual; whether any view is wider than xmm
-        if r[1] > 16:
-            wide = True
-        if r[3] and sizes.get(r[2], 0) < r[1]:
-            sizes[r[2]] = r[1]
     a.keys, a.index, a.ids, a.masks, a.events = keys, index, ids, masks, events
     a.sizes, a.wide, a.needs_low, a.hints, a.copies, a.rets = sizes, wide, needs_low, hints, copies, rets
     a.defined, a.calls, a.live_in = defined, calls, live_in

@@ -27,7 +27,7 @@ from operator import itemgetter
 
 from .assembler import MachineCode, assemble
 from .liveness import CLS as _CLS
-from .liveness import FAST_SHAPES, analyse, build_cfg
+from .liveness import FAST_SHAPES, analyse, build_cfg, fast_shapes
 from .operands import GP, GP64_REGS, K_REGS, XMM, YMM, YMM_REGS, ZMM, ZMM_REGS, Bind, Instr, Mem, Reg
 from .program import Program
 from .spill import _PHYS, SPILLED, Elided, Spiller
@@ -43,6 +43,7 @@ _GP_SCRATCH = (11, 10, 3, 9, 8, 12, 13, 14, 15)    # preference; 3 unused by fix
 _VEC_SCRATCH = (15, 14, 13, 12, 11, 10, 9, 8)
 _K_SCRATCH = (7, 6, 5, 4, 3, 2, 1)
 _RSP = Reg(GP, 8, 4)
+_VZEROUPPER = Instr("vzeroupper")
 _VEC = (XMM, YMM, ZMM)
 _SPILLED = SPILLED
 _instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
@@ -268,7 +269,6 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
     # address is substituted once per function)
     operand_map = _OperandMap()
     operand_map.substitute = substitute
-    operand = operand_map.__getitem__
     phys = _PHYS.get
     for r, j in a.ids.items():
         if r[3]:
@@ -282,86 +282,81 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
 
     spill = Spiller(program, a, slots, facts["scratch"], operand_map, substitute)
     copies = a.copies
-    origins: list = []  # per emitted item: the index of the original item it implements, or -1
-    news: list = []
-    origin, emit = origins.append, news.append
-    for i in range(len(items)):
-        it = items[i]
+    steps: list = []  # (index of the original item it implements or -1, emitted item)
+    step = steps.append
+    rets = []         # step positions of the returns: the epilogue goes before each
+    for i, it in enumerate(items):
         if type(it) is not Instr:
-            origin(i)
-            emit(it)
+            step((i, it))
             continue
         ops = it[1]
         n = len(ops)
-        if n == 2:
-            new_ops = (operand(ops[0]), operand(ops[1]))
+        if n == 3:
+            new_ops = (operand_map[ops[0]], operand_map[ops[1]], operand_map[ops[2]])
+            touched = spilled and (new_ops[0] is _SPILLED or new_ops[1] is _SPILLED or new_ops[2] is _SPILLED)
+        elif n == 2:
+            new_ops = (operand_map[ops[0]], operand_map[ops[1]])
             touched = spilled and (new_ops[0] is _SPILLED or new_ops[1] is _SPILLED)
         elif n == 1:
-            new_ops = (operand(ops[0]),)
+            new_ops = (operand_map[ops[0]],)
             touched = spilled and new_ops[0] is _SPILLED
-        elif n == 3:
-            new_ops = (operand(ops[0]), operand(ops[1]), operand(ops[2]))
-            touched = spilled and (new_ops[0] is _SPILLED or new_ops[1] is _SPILLED or new_ops[2] is _SPILLED)
-        else:
-            new_ops = tuple(map(operand, ops))
+        elif n:
+            new_ops = tuple(map(operand_map.__getitem__, ops))
             touched = spilled and _SPILLED in new_ops
+        else:
+            if it[0] == "ret":
+                rets.append(len(steps))
+            if it[2] is None:
+                step((i, it))
+                continue
+            new_ops, touched = ops, False
         mask = it[2]
         if mask is not None and mask[3]:
             mask = substitute(mask)
             touched = touched or (spilled and mask is _SPILLED)
         if touched:
-            fast = FAST_SHAPES[it[0]][n] if n < 6 else None
+            fast = (FAST_SHAPES.get(it[0]) or fast_shapes(it[0]))[n] if n < 16 else None
             if fast is None or mask is not None or it[3] or it[4] or it[5]:
-                spill.rewrite(i, it, origins, news)
-            elif not spill.rewrite_one_value(i, it, new_ops, fast, origins, news):
-                spill.rewrite_simple(i, it, new_ops, fast, origins, news)
+                spill.rewrite(i, it, steps)
+            elif not spill.rewrite_one_value(i, it, new_ops, fast, steps):
+                spill.rewrite_simple(i, it, new_ops, fast, steps)
             continue
-        origin(i)
-        if not ops and mask is None:
-            emit(it)
-        else:
-            new = _instr((it[0], new_ops, mask, it[3], it[4], it[5]))
-            emit(Elided(new) if i in copies and new_ops[0] == new_ops[1] else new)
-    rets = []
-    for r in sorted(a.rets):  # where the returns went: the epilogue goes before each
-        rets.append(origins.index(r, rets[-1] if rets else 0))
+        new = _instr((it[0], new_ops, mask, it[3], it[4], it[5]))
+        step((i, Elided(new) if i in copies and new_ops[0] == new_ops[1] else new))
+    if len(rets) != len(a.rets):  # a return with operands: find them by origin
+        ret_items = set(a.rets)
+        rets = [k for k, (origin, _) in enumerate(steps) if origin in ret_items]
     written = set(facts["written_gp"])
     written.update(n for j, n in assigned.items() if keys[j][0] == "gp")
     if any(k[0] == "gp" for k in spilled):
         written.update(facts["scratch"]["gp"])
-    return _frame(program, origins, news, rets, assigned, keys, slots, offset, written, a.wide, a.calls)
+    return _frame(program, steps, rets, assigned, keys, slots, offset, written, a.wide, a.calls)
 
 
-def _frame(program, origins, news, rets, assigned, keys, slots, spill_bytes, written, wide, calls):
+def _frame(program, steps, rets, assigned, keys, slots, spill_bytes, written, wide, calls):
     callee = program.abi.callee_saved_gp
     saved = tuple(r for r in callee if r.num in written)
     frame = spill_bytes
     if calls:  # rsp must be 16-byte aligned at every call
         frame += -(8 + 8 * len(saved) + spill_bytes) % program.abi.stack_align
-    prologue = [Instr("push", (r,)) for r in saved]
+    prologue = [(-1, Instr("push", (r,))) for r in saved]
     if frame:
-        prologue.append(Instr("sub", (_RSP, frame)))
-    epilogue = [Instr("vzeroupper")] if wide else []
+        prologue.append((-1, Instr("sub", (_RSP, frame))))
+    epilogue = [(-1, _VZEROUPPER)] if wide else []
     if frame:
-        epilogue.append(Instr("add", (_RSP, frame)))
-    epilogue.extend(Instr("pop", (r,)) for r in reversed(saved))
+        epilogue.append((-1, Instr("add", (_RSP, frame))))
+    epilogue.extend((-1, Instr("pop", (r,))) for r in reversed(saved))
     if prologue or epilogue:
-        step_origins, step_items = [-1] * len(prologue), prologue
-        done = 0
-        for r in rets:  # body positions of the returns: the epilogue goes before each
-            step_origins += origins[done:r]
-            step_items += news[done:r]
-            step_origins += [-1] * len(epilogue)
-            step_items += epilogue
+        body, steps, done = steps, prologue, 0
+        for r in rets:  # the epilogue goes before each return
+            steps += body[done:r]
+            steps += epilogue
             done = r
-        step_origins += origins[done:]
-        step_items += news[done:]
-        origins, news = step_origins, step_items
-    steps = tuple(zip(origins, news))
+        steps += body[done:]
     full = {"gp": GP64_REGS, "vec": ZMM_REGS if program.isa == "avx512" else YMM_REGS, "k": K_REGS}
     assignment = {keys[j][1]: full[keys[j][0]][n] for j, n in assigned.items()}
     assignment.update({k[1]: ("slot", off, size) for k, (off, size) in slots.items()})
-    return AllocatedProgram(program, steps, assignment, saved, frame, tuple(sorted(slots)))
+    return AllocatedProgram(program, tuple(steps), assignment, saved, frame, tuple(sorted(slots)))
 
 
 def has_calls(program: Program) -> bool:

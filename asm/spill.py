@@ -8,9 +8,11 @@ Instructions whose registers are all explicit operands (``liveness.FAST_SHAPES``
 plan: which operand to fold, which scratch register each spilled value gets, what to load and store.
 A plan depends only on the mnemonic and on the pattern of spilled operands (their positions, classes,
 which are one value, narrow GP views, views narrower than their slot), so it is made once per pattern
-and process and applied with table look-ups.  The common case, one spilled value whose views are register
-operands, keys its plan without per-operand codes (``rewrite_one_value``), and whether its folded form
-encodes is cached by the other operands.  Scratch views, slot operands and spill loads and stores depend
+and process and applied with table look-ups.  The common case, one spilled register view (at one or more
+operands), keys its plan by an int (view code, operand positions, zero idiom, no-fold) in its form's
+table ``FAST_SHAPES[m][n][4]`` (``rewrite_one_value``; it always gets scratch 0), and whether its folded
+form encodes is cached by the other operands.  Emitted items are (origin, item) steps; spill loads and
+stores are cached as whole steps.  Scratch views, slot operands and spill loads and stores depend
 only on view, slot and scratch registers: they are built once per process.
 Other instructions (masks, implicit registers, calls) take the general path through
 ``effects.register_effects``.
@@ -41,7 +43,6 @@ UNALIGNED = {"vmovaps": "vmovups", "vmovapd": "vmovupd", "vmovdqa": "vmovdqu", "
 
 _PLANS: dict = {}  # (mnemonic, zero idiom, folding allowed, per-operand spill pattern) -> plan (_make_plan)
 _UNFOLDABLE: dict = {}  # (single plan key, operands, view size) -> the folded form has no encoding
-_SINGLE_PLANS: dict = {}  # (mnemonic, zero idiom, another address, operands, position, code) -> _single_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,15 +173,18 @@ def _make_plan(m, fast, zero, fold_ok, codes):
     return m, fold, tuple(actions), tuple(dict.fromkeys(loads)), store
 
 
-def _single_plan(m, fast, zero, other_address, where, code, n):
-    """``_make_plan`` for one spilled value: a register view of code ``code`` at operand ``where`` (or at
-    each operand in the tuple ``where``) of ``n``, as (mnemonic, folds, scratch index, loads, stores)."""
-    codes = [0] * n
-    for k in (where,) if type(where) is int else where:
-        codes[k] = code
-    if other_address:
-        codes[codes.index(0)] = -1
-    mnemonic, fold, actions, loads, store = _make_plan(m, fast, zero, True, codes)
+# bits of a one-value plan key above the view code (bits 0-6) and the operand positions (bits 7-12)
+ZERO_IDIOM = 1 << 13
+NO_FOLD = 1 << 14
+
+
+def _single_plan(m, fast, key, n):
+    """``_make_plan`` for one spilled value, from its key: the view's code, a bitmask of the operands (of
+    ``n``) that are that view, ZERO_IDIOM, NO_FOLD (another address, or the folded form has no encoding);
+    as (mnemonic, folds, scratch index, loads, stores)."""
+    where, code = key >> 7, key & 127
+    codes = [code if where >> k & 1 else 0 for k in range(n)]
+    mnemonic, fold, actions, loads, store = _make_plan(m, fast, bool(key & ZERO_IDIOM), not key & NO_FOLD, codes)
     return mnemonic, fold >= 0, actions[0][2], bool(loads), store is not None
 
 
@@ -248,47 +252,66 @@ class Spiller:
         vinfos.append(info)
         return info[0] + len(values) - 1
 
-    def rewrite_one_value(self, i, it, new_ops, fast, origins, news) -> bool:
+    def rewrite_one_value(self, i, it, new_ops, fast, steps) -> bool:
         """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) when its
-        spilled operands are registers of one value (the common case) from ``_SINGLE_PLANS``, keyed without
-        building per-operand codes; False (nothing emitted) otherwise."""
-        m, ops = it[0], it[1]
-        spills = new_ops.count(SPILLED)
+        spilled operands are one register view (the common case), from a plan in ``fast[4]`` keyed by an int
+        (no per-operand codes); False (nothing emitted) otherwise."""
         k = new_ops.index(SPILLED)
+        ops = it[1]
         op = ops[k]
-        # one spilled value, in registers only (an unspilled operand never equals a spilled register view)
-        if type(op) is Reg and (spills == 1 or ops.count(op) == spills):
-            info = self.regs.get(op)
-            if info is None:
-                info = self._reg(op)
-            zero = fast[2] and is_zero_idiom(it)
-            where = k if spills == 1 else tuple(j for j in range(len(ops)) if new_ops[j] is SPILLED)
-            key = (m, zero, Mem in map(type, new_ops), len(ops), where, info[0])
-            plan = _SINGLE_PLANS.get(key)
-            if plan is None:
-                plan = _SINGLE_PLANS[key] = _single_plan(m, fast, zero, key[2], where, info[0], len(ops))
-            mnemonic, fold, s, load, store = plan
-            if spills == 1:
+        info = self.regs.get(op)
+        if info is None:
+            if type(op) is not Reg:
+                return False
+            info = self._reg(op)
+        spills = new_ops.count(SPILLED)
+        if spills == 1:
+            key = info[0] | 128 << k
+        elif ops.count(op) == spills:  # an unspilled operand never equals a spilled register view
+            key = info[0]
+            for j in range(len(ops)):
+                if new_ops[j] is SPILLED:
+                    key |= 128 << j
+        else:
+            return False
+        if fast[2] and is_zero_idiom(it):
+            key |= ZERO_IDIOM
+        plans = fast[4]
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _single_plan(it[0], fast, key, len(ops))
+        if plan[1]:  # fold into the slot: only without another address and where the form encodes
+            if Mem not in map(type, new_ops):
                 out = list(new_ops)
-                out[k] = info[3] if fold else info[2][s]
-                out = tuple(out)
-            else:  # never folded: the value appears more than once
-                view = info[2][s]
-                out = tuple(view if p is SPILLED else p for p in new_ops)
-            new = _instr((mnemonic, out) + it[2:])
-            if not fold or not _unfoldable((key, new_ops, op[1]), new):  # else: scratch registers only
-                if load:
-                    origins.append(-1)
-                    news.append(self._value_move(info[1], s, info[2][s][2], True))
-                origins.append(i)
-                news.append(Elided(new) if i in self.copies and out[0] == out[1] else new)
-                if store:
-                    origins.append(-1)
-                    news.append(self._value_move(info[1], s, info[2][s][2], False))
-                return True
-        return False
+                out[k] = info[3]
+                new = _instr((plan[0], tuple(out), None, it[3], it[4], it[5]))
+                if not _unfoldable((it[0], key, new_ops, op[1]), new):
+                    steps.append((i, new))
+                    return True
+            key |= NO_FOLD
+            plan = plans.get(key)
+            if plan is None:
+                plan = plans[key] = _single_plan(it[0], fast, key, len(ops))
+        mnemonic, _, s, load, store = plan
+        view = info[2][s]
+        if spills == 1:
+            out = list(new_ops)
+            out[k] = view
+            out = tuple(out)
+        else:
+            out = tuple([view if p is SPILLED else p for p in new_ops])
+        new = _instr((mnemonic, out, None, it[3], it[4], it[5]))
+        v = info[1]
+        if load:
+            move = v[1][s]
+            steps.append(move if move is not None else self._value_move(v, s, view[2], True))
+        steps.append((i, Elided(new) if i in self.copies and out[0] == out[1] else new))
+        if store:
+            move = v[2][s]
+            steps.append(move if move is not None else self._value_move(v, s, view[2], False))
+        return True
 
-    def rewrite_simple(self, i, it, new_ops, fast, origins, news):
+    def rewrite_simple(self, i, it, new_ops, fast, steps):
         """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) from its plan.
 
         The plan's key codes each spilled operand as an int (class, view, which spilled value of the
@@ -340,22 +363,23 @@ class Spiller:
                 out[k] = regs_get(ops[k])[2][s]
             new = _instr((mnemonic, tuple(out)) + it[2:])
         for a, s in loads:
-            origins.append(-1)
-            news.append(self._value_move(values[a], s, vinfos[a][2][s][2], True))
-        origins.append(i)
-        news.append(Elided(new) if i in self.copies and out[0] == out[1] else new)
+            v = values[a]
+            move = v[1][s]
+            steps.append(move if move is not None else self._value_move(v, s, vinfos[a][2][s][2], True))
+        steps.append((i, Elided(new) if i in self.copies and out[0] == out[1] else new))
         if store is not None:
             a, s = store
-            origins.append(-1)
-            news.append(self._value_move(values[a], s, vinfos[a][2][s][2], False))
+            v = values[a]
+            move = v[2][s]
+            steps.append(move if move is not None else self._value_move(v, s, vinfos[a][2][s][2], False))
 
     def _value_move(self, v, s, n, load):
-        """Spill load (``load``) or store of value ``v`` ([key, loads, stores]) through its scratch ``s``,
-        physical register ``n``: built once per value and scratch."""
+        """Step (-1, spill load or store) of value ``v`` ([key, load steps, store steps by scratch index])
+        through its scratch ``s``, physical register ``n``: built once per value and scratch."""
         moves = v[1] if load else v[2]
         move = moves[s]
         if move is None:
-            move = moves[s] = self._move(v[0], n, load)
+            move = moves[s] = (-1, self._move(v[0], n, load))
         return move
 
     def _move(self, key, n, load):
@@ -429,7 +453,7 @@ class Spiller:
                 return j, mem[0]
         return None
 
-    def spill_moves(self, scratch, by_reg, regs, load, origins, news):
+    def spill_moves(self, scratch, by_reg, regs, load, steps):
         """Loads (before) or stores (after) of the scratch-held values among ``regs``."""
         done = None
         for r in regs:
@@ -447,15 +471,9 @@ class Spiller:
             v = self.values.get(j)
             if v is None:
                 v = self.values[j] = [key, [None, None, None], [None, None, None]]
-            s = self.scratch_pools[key[0]].index(n)
-            moves = v[1] if load else v[2]
-            move = moves[s]
-            if move is None:
-                move = moves[s] = self._move(key, n, load)
-            origins.append(-1)
-            news.append(move)
+            steps.append(self._value_move(v, self.scratch_pools[key[0]].index(n), n, load))
 
-    def rewrite(self, i, it, origins, news, no_fold=False):
+    def rewrite(self, i, it, steps, no_fold=False):
         """Any instruction: effects from ``register_effects``, the first foldable spilled register folded."""
         uses, defs = register_effects(it)
         operand_map, sub = self.operand_map, self.sub
@@ -484,14 +502,13 @@ class Spiller:
             mask = sub(mask, scratch, by_reg)
         new = _instr((mnemonic, tuple(new_ops), mask, it[3], it[4], it[5]))
         if fold is not None and not has_form(new):  # no memory form there: scratch registers only
-            return self.rewrite(i, it, origins, news, no_fold=True)
+            return self.rewrite(i, it, steps, no_fold=True)
         if scratch:
             # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
             narrow = [r for r in defs if r[0] == GP and r[1] < 4]
-            self.spill_moves(scratch, by_reg, uses + narrow if narrow else uses, True, origins, news)
-        origins.append(i)
-        news.append(Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new)
+            self.spill_moves(scratch, by_reg, uses + narrow if narrow else uses, True, steps)
+        steps.append((i, Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new))
         if scratch:
-            self.spill_moves(scratch, by_reg, defs, False, origins, news)
+            self.spill_moves(scratch, by_reg, defs, False, steps)
 
 

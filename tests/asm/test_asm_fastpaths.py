@@ -244,6 +244,6 @@ def test_spill_plans_agree_with_the_general_rewrite(monkeypatch):
         check_allocation(prog, alloc)
         planned.append(alloc.steps)
     monkeypatch.setattr(spill.Spiller, "rewrite_simple",
-                        lambda self, i, it, new_ops, fast, origins, news: self.rewrite(i, it, origins, news))
+                        lambda self, i, it, new_ops, fast, steps: self.rewrite(i, it, steps))
     for prog, steps in zip(programs, planned):
         assert allocate(prog).steps == steps

@@ -135,3 +135,37 @@ def test_pruned_eviction_equals_the_full_search(monkeypatch, index):
     full = _steps_without(monkeypatch, prog, regalloc_module, "_evict", _full_evict)
     assert pruned.spilled == full.spilled
     assert pruned.steps == full.steps
+
+
+@pytest.mark.parametrize("index", range(14))
+def test_one_value_rewrite_equals_the_effects_based_rewrite(monkeypatch, index):
+    """The int-keyed one-value plans (folding, the no-fold retry for another address or a form without a
+    memory operand, one view at several operands) emit what the general ``Spiller.rewrite`` emits."""
+    prog = list(_programs())[index]
+    fast = allocate(prog)
+    with monkeypatch.context() as patch:
+        patch.setattr(Spiller, "rewrite_one_value", lambda self, i, it, new_ops, fast, steps: False)
+        patch.setattr(Spiller, "rewrite_simple", lambda self, i, it, new_ops, fast, steps: self.rewrite(i, it, steps))
+        general = allocate(prog)
+    assert fast.steps == general.steps
+    assert fast.assignment == general.assignment
+    check_allocation(prog, fast)
+
+
+def test_returns_with_operands_get_the_epilogue():
+    """A ``ret imm16`` has an operand: the epilogue still goes before it (found by origin)."""
+    f = Function("ret_imm", args=[("x", "int64_t")], ret="int64_t", isa="avx2")
+    (x,) = f.args
+    v = f.gp64()
+    f.mov(v, x)
+    y = f.ymm()
+    f.vxorpd(y, y, y)                 # a ymm register: the epilogue has a vzeroupper
+    f.vmovupd(Mem(v, size=32), y)
+    f.emit("ret", 0)
+    prog = f.program()
+    alloc = allocate(prog)
+    items = alloc.items
+    assert items[-1].mnemonic == "ret" and items[-1].operands == (0,)
+    assert [it.mnemonic for it in items].count("ret") == 1
+    assert items[-2].mnemonic == "vzeroupper"
+    check_allocation(prog, alloc)
