@@ -25,10 +25,13 @@ types"); the rest wrap the operands in float(). Float accumulators start as np.f
 (a Python float turns float32 at the first float32 term, a run-time type change). Python ints that outgrow
 int64 (or an array's int32) are counted as "Python-int overflow", not as failures (compiled code wraps).
 
-Not generated yet: aliasing arguments (the same array twice), while/elif, int()/round()/np.* calls and
-the other math functions (log, sin, atan2, hypot, ...), `**` other than squares, bool arrays, 0-d arrays,
-prange in the source, `schedule=` callables, pyopencl.array arguments, reductions into array elements
-across several loops with `unsafe=`, and programs meant to raise UnsupportedError/TypingError.
+Also generated: elif chains, math functions with arguments kept where Python's math raises no domain error
+(sin/cos of clamped values, tanh, atan, log of abs + 1, log1p, fabs, expm1, erf, atan2, hypot, copysign),
+powers (`** 2`, `** 3`, `abs(x) ** 0.5`, `** 1.5`), `polyjit.prange` loops (a ScheduleError where the loop
+carries a dependence counts as a refused schedule), and `tail="separate"` with split factors.
+Not generated yet: aliasing arguments (the same array twice), while (unsupported), int()/round()/np.*
+calls, bool arrays, 0-d arrays, `schedule=` callables, pyopencl.array arguments, reductions into array
+elements across several loops with `unsafe=`, and programs meant to raise UnsupportedError/TypingError.
 
 Usage:
     python tests/fuzz.py --count 200 --seed 1                     # quick, native, all tiers
@@ -42,6 +45,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import inspect
 import itertools
 import json
 import math  # noqa: F401  (used by generated programs executed here)
@@ -123,7 +127,10 @@ class If(Stmt):
 
     def lines(self, ind):
         out = [" " * ind + f"if {self.cond.render()}:"] + render_block(self.body, ind + 4)
-        if self.orelse:
+        if len(self.orelse) == 1 and isinstance(self.orelse[0], If):  # else: if ... is written elif ...
+            out += [" " * ind + "el" + line.lstrip() if k == 0 else line[4:]
+                    for k, line in enumerate(self.orelse[0].lines(ind + 4))]
+        elif self.orelse:
             out += [" " * ind + "else:"] + render_block(self.orelse, ind + 4)
         return out
 
@@ -143,7 +150,7 @@ class Program:
         self.name, self.params, self.arrays, self.body, self.ret, self.n = name, params, arrays, body, ret, n
 
     def source(self):
-        lines = ["import math", "", "import numpy as np", "", "",
+        lines = ["import math", "", "import numpy as np", "", "import polyjit", "", "",
                  f"def {self.name}({', '.join(self.params)}):"]
         lines += render_block(self.body, 4)
         if self.ret:
@@ -289,6 +296,8 @@ class Gen:
         var = "ijklpqru"[self.loop_count] if self.loop_count < 8 else f"v{self.loop_count}"
         self.loop_count += 1
         head, rng = self.header(scope)
+        if self.r.random() < 0.08:  # polyjit.prange: a ScheduleError where the loop carries a dependence
+            head = "polyjit.p" + head
         inner = dict(scope)
         inner[var] = rng
         body = self.block(inner, depth, {})
@@ -320,6 +329,9 @@ class Gen:
                 cond = self.cond(scope, temps)
                 body = self.block_simple(scope, temps)
                 orelse = self.block_simple(scope, temps) if r.random() < 0.5 else []
+                if orelse and r.random() < 0.3:  # elif
+                    orelse = [If(self.cond(scope, temps), orelse, self.block_simple(scope, temps)
+                                 if r.random() < 0.5 else [])]
                 out.append(If(cond, body, orelse))
             elif k == "acc":
                 op = r.choice(["+=", "+=", "-=", "="])
@@ -390,7 +402,8 @@ class Gen:
             return self.atom(kind, scope, temps)
         ops = [("bin", 6), ("unary", 0.5), ("minmax", 1), ("abs", 0.5), ("ifexp", 0.8)]
         if kind == "f":
-            ops += [("div", 1), ("sqrt", 0.6), ("exp", 0.5), ("sq", 0.3)]
+            ops += [("div", 1), ("sqrt", 0.6), ("exp", 0.5), ("sq", 0.3), ("fn1", 0.6), ("fn2", 0.3),
+                    ("pow", 0.2)]
         else:
             ops += [("idiv", 0.8)]
         k = self.choice_w(ops)
@@ -417,6 +430,17 @@ class Gen:
             return Expr("math.exp(min(max({0}, -3.0), 3.0))", [sub()], kind, math_fn=True)
         if k == "sq":
             return Expr("({0}) ** 2", [sub()], kind, math_fn=True)
+        if k == "fn1":  # arguments kept where Python's math raises no domain error (inf, negative logs)
+            fmt = r.choice(["math.sin(min(max({0}, -100.0), 100.0))", "math.cos(min(max({0}, -100.0), 100.0))",
+                            "math.tanh({0})", "math.atan({0})", "math.log(abs({0}) + 1.0)",
+                            "math.log1p(abs({0}))", "math.fabs({0})", "math.expm1(min(max({0}, -3.0), 3.0))",
+                            "math.erf({0})", "math.sqrt(abs({0}) + 0.5)"])
+            return Expr(fmt, [sub()], kind, math_fn=True)
+        if k == "fn2":
+            fmt = r.choice(["math.atan2({0}, {1})", "math.hypot({0}, {1})", "math.copysign({0}, {1})"])
+            return Expr(fmt, [sub(), sub()], kind, math_fn=True)
+        if k == "pow":
+            return Expr(r.choice(["abs({0}) ** 0.5", "({0}) ** 3", "abs({0}) ** 1.5"]), [sub()], kind, math_fn=True)
         return Expr("{0} " + r.choice(["//", "%"]) + f" {r.choice([2, 3, 7])}", [sub()], kind)
 
     def atom(self, kind, scope, temps):
@@ -668,7 +692,7 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
             k = polyjit.kernel(fn, target=target, fastmath=fastmath, **sched)
             got = k(*got_args)
     except polyjit.ScheduleError as e:
-        if sched:
+        if sched or "polyjit.prange(" in inspect.getsource(fn):
             return Outcome("schedule", "ScheduleError", str(e).splitlines()[0] if str(e) else "")
         return Outcome("fail", "ScheduleError without hints", _short(e))
     except (polyjit.UnsupportedError, polyjit.TypingError) as e:
