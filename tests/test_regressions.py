@@ -443,3 +443,17 @@ def test_unroll_with_separate_tail_of_a_statement_that_never_runs():
     unroll option had no times to apply to (TypeError from isl)."""
     k = polyjit.kernel(never_runs_under_separate_unroll, unroll={"i": 2}, tail={"i": "separate"}, cache=False)
     check(k, np.array([1, -2, 2], dtype=np.int32), 3)
+
+
+def reversed_strided_read(A, idx, n):  # fuzz seed 802 program 74
+    for i in range(n - 2, 0, -2):
+        t0 = A[i][i - 1]  # noqa: F841
+
+
+@pytest.mark.parametrize("n", [3, 4, 11, 20])
+def test_separation_isl_cannot_build_falls_back_to_guarded_tails(n):
+    """isl's AST builder failed ("basic sets in scc are assumed to be disjoint") on the separated pieces of a
+    reversed strided loop unrolled by 8; the loop now keeps guarded tails."""
+    k = polyjit.kernel(reversed_strided_read, unroll={"i": 8}, tail="separate", cache=False)
+    check(k, np.arange(n * n, dtype=np.int32).reshape(n, n), np.zeros(n, np.int32), n)
+    assert "S0" in k.inspect_schedule(np.zeros((n, n), np.int32), np.zeros(n, np.int32), n)
