@@ -138,6 +138,7 @@ class KernelModel:
     fastmath: bool = False
     schedule: tuple[tuple[str, tuple[SchedDim, ...]], ...] = ()  # instruction id -> its schedule dims
     tags: tuple[tuple[str, str], ...] = ()  # loop name -> "parallel" | "vector" | "unroll"
+    arrays_overlap: bool = False  # built for a call whose array arguments may share memory (program order)
 
     def loop_tag(self, name: str) -> str | None:
         return next((t for n, t in self.tags if n == name), None)

@@ -6,9 +6,11 @@ i, k, j), then run the outermost loop that carries no dependence in parallel.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
-from ..analysis.model import KernelModel
+from ..analysis.model import KernelModel, SchedDim
 from . import transform as T
 from .legality import carried, escaping, parallel_sums, violated
 
@@ -61,16 +63,57 @@ def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False) -> K
                     escaping(model, name, allow_reductions=sums) is None:
                 model = T.parallelize(model, name)
                 break
-    return vectorize_innermost(model)
+    return vectorize_innermost(model, split_names=True)
 
 
-def vectorize_innermost(model: KernelModel) -> KernelModel:
+def vectorize_innermost(model: KernelModel, *, split_names: bool = False) -> KernelModel:
     """Tags every innermost loop that carries no dependence (sums too, with fastmath) for SIMD lanes; lanes
-    compute element for element what the scalar loop does, so this never changes results."""
+    compute element for element what the scalar loop does, so this never changes results.
+
+    Tags name loops, and one source name often covers several loops (atax's `j` loops: one carries the sum
+    into `tmp[i]`, the next is free of dependences). With `split_names` (the default schedule, where no hint
+    names loops any more), such a name is split into one name per loop, and each loop that carries nothing
+    is tagged on its own."""
     for name in _innermost(model):
-        if (name, "vector") not in model.tags and carried(model, name, allow_reductions=model.fastmath) is None:
+        if (name, "vector") in model.tags:
+            continue
+        if carried(model, name, allow_reductions=model.fastmath) is None:
             model = T.vectorize(model, name)
+        elif split_names:
+            model = _vectorize_instances(model, name)
     return model
+
+
+def _instances(model: KernelModel, name: str) -> list[list[str]]:
+    """The instructions of each distinct loop called `name` (same schedule prefix up to that loop)."""
+    groups: dict[tuple, list[str]] = {}
+    for iid, dims in model.schedule or model.original_schedule():
+        for d, dim in enumerate(dims):
+            if dim.loop == name:
+                groups.setdefault(tuple(str(x) for x in dims[: d + 1]), []).append(iid)
+    return list(groups.values())
+
+
+def _vectorize_instances(model: KernelModel, name: str) -> KernelModel:
+    loops = _instances(model, name)
+    if len(loops) < 2 or any(t.private_to == name for t in model.temporaries):
+        return model
+    taken = set(model.loop_names())
+    for k, iids in enumerate(loops):
+        new = f"{name}_v{k}"
+        while new in taken:
+            new += "_"
+        candidate = _rename(model, name, new, set(iids))
+        if carried(candidate, new, allow_reductions=model.fastmath) is None:
+            model = T.vectorize(candidate, new)
+            taken.add(new)
+    return model
+
+
+def _rename(model: KernelModel, name: str, new: str, iids: set) -> KernelModel:
+    schedule = tuple((iid, tuple(SchedDim(d.expr, new) if iid in iids and d.loop == name else d for d in dims))
+                     for iid, dims in model.schedule or model.original_schedule())
+    return replace(model, schedule=schedule)
 
 
 def _innermost(model: KernelModel) -> list[str]:

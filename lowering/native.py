@@ -23,6 +23,7 @@ from .blocking import block_loop, loop_bound
 from .layout import POINTER_ARGS, block_layout
 from .legality import loop_sums
 from .looptree import For, If, LoopTree, Run, runs_of
+from .native_loop import fast_loop, fast_nest
 from .native_numeric import SIGNED, UNSIGNED, NumericCode
 from .opencl import split_phases
 from .typeof import type_of
@@ -52,6 +53,10 @@ class NativeEmitter(NumericCode):
         self.types = {a.name: a.dtype for a in model.arguments}
         self.types.update({t.name: t.dtype for t in model.temporaries})
         self.layout = block_layout(model)
+        self.fast: dict = {}  # id(Index) -> Mem through a strength-reduced pointer, or a register (native_loop.py)
+        self.forward: dict = {}  # id(Index) of a store -> register that also takes the stored value
+        self.hoisted: dict = {}  # (repr(value), dtype) -> register of a float constant loaded before the loop
+        self.vpreset: dict = {}  # (array, start indices) -> vector stream pointer kept by an enclosing loop
 
     # -- phase functions --------------------------------------------------------------------------------
     def phases(self) -> tuple[NativePhase, ...]:
@@ -189,7 +194,8 @@ class NativeEmitter(NumericCode):
         vec.emit(n, plan, var)
 
     def loop(self, n: For):
-        if not block_loop(self, n):  # register-blocked, with this loop as its run-time fallback
+        # register-blocked (run-time fallback: this loop), or strength-reduced (native_loop.py)
+        if not block_loop(self, n) and not fast_nest(self, n) and not fast_loop(self, n):
             self.plain_loop(n)
 
     def plain_loop(self, n: For):
@@ -260,6 +266,9 @@ class NativeEmitter(NumericCode):
     # -- memory -----------------------------------------------------------------------------------------
     def address(self, e: E.Index) -> Mem:
         f = self.f
+        hit = self.fast.get(id(e))
+        if hit is not None:
+            return hit
         base, strides = self.array(e.array)
         off = None
         for d, idx in enumerate(e.indices):
@@ -282,6 +291,9 @@ class NativeEmitter(NumericCode):
     def load(self, e: E.Index):
         f = self.f
         t = self.types[e.array]
+        hit = self.fast.get(id(e))
+        if hit is not None and not isinstance(hit, Mem):  # an element kept in a register
+            return hit
         m = self.address(e)
         if t.startswith("float"):
             r = f.xmm()
@@ -302,9 +314,15 @@ class NativeEmitter(NumericCode):
     def store(self, target: E.Index, value):
         f = self.f
         t = self.types[target.array]
+        hit = self.fast.get(id(target))
+        if hit is not None and not isinstance(hit, Mem):
+            self.move(hit, value, t)
+            return
         m = self.address(target)
         if t.startswith("float"):
             f.emit(self._mov(t), m, value)
+            if id(target) in self.forward:
+                self.move(self.forward[id(target)], value, t)
         else:
             f.mov(m, value.view(m.size))
 
@@ -333,6 +351,9 @@ class NativeEmitter(NumericCode):
     def const(self, v, dtype):
         f = self.f
         if dtype.startswith("float"):
+            hoisted = self.hoisted.get((repr(float(v)), dtype))
+            if hoisted is not None:
+                return hoisted
             r = f.xmm()
             if float(v) == 0.0 and np.copysign(1.0, float(v)) > 0:
                 f.vxorps(r, r, r) if self.vex else f.xorps(r, r)
@@ -400,6 +421,9 @@ class NativeEmitter(NumericCode):
         return d
 
     def x_Cast(self, e):
+        narrow = self.single_precision(e)
+        if narrow is not None:
+            return narrow
         src_t = self.tof(e.operand)
         return self.convert(self.expr(e.operand), src_t, e.dtype)
 
@@ -471,6 +495,19 @@ class NativeEmitter(NumericCode):
             k = e.right.value
             if k > 1 and k & (k - 1) == 0:  # by a power of two: a shift or a mask (floor semantics)
                 return self.int_pow2(e.op, t, self.expr(e.left), k)
+        if t == "int64" and e.op in ("add", "sub") and isinstance(e.right, E.Const) \
+                and type(e.right.value) is int and abs(e.right.value) < 1 << 31:
+            if e.right.value == 0:
+                return self.expr(e.left)
+            out = self.f.gp64()  # index arithmetic (i + 1): an immediate operand, no register for the constant
+            self.f.mov(out, self.expr(e.left))
+            (self.f.add if e.op == "add" else self.f.sub)(out, e.right.value)
+            return out
+        if t.startswith("float") and e.op in ("add", "sub", "mul", "truediv") and isinstance(e.right, E.Index) \
+                and self.types[e.right.array] == t:  # the load folded into the operation
+            a = self.expr(e.left)
+            hit = self.fast.get(id(e.right))
+            return self.fop({"truediv": "div"}.get(e.op, e.op), t, a, hit or self.address(e.right))
         a, b = self.expr(e.left), self.expr(e.right)
         if t.startswith("float"):
             if e.op in ("add", "sub", "mul"):
@@ -557,28 +594,6 @@ class NativeEmitter(NumericCode):
         f.bind(other)
         self.move(out, b, t)
         f.bind(done)
-        return out
-
-    def check_index(self, e):
-        """Wrap a negative index once (Python), then check it; out of bounds records the check's code."""
-        f = self.f
-        idx, n = self.expr(e.args[0]), self.expr(e.args[1])
-        out = f.gp64()
-        f.mov(out, idx)
-        ok, bad = f.label("ok"), f.label("bad")
-        nonneg = f.label("nonneg")
-        f.test(out, out)
-        f.jns(nonneg)
-        f.add(out, n)
-        f.bind(nonneg)
-        f.test(out, out)
-        f.js(bad)
-        f.cmp(out, n)
-        f.jl(ok)
-        f.bind(bad)
-        f.mov(Mem(self.block, disp=8 * self.layout.error, size=8), int(e.args[2].value))
-        f.xor(out.d, out.d)
-        f.bind(ok)
         return out
 
 

@@ -1,18 +1,62 @@
 """Scalar numeric code for the native emitter: conversions, comparisons, numpy's integer and float
 division and modulo, integer powers, libm calls.
 
-A mixin of NativeEmitter: methods use its `f` (the asm Function), `vex`, `const`, `wrap`, `fop`, `move`.
+A mixin of NativeEmitter: methods use its `f` (the asm Function), `vex`, `const`, `wrap`, `fop`, `move`,
+`expr`, `tof`, `block` and `layout`.
 """
 
 from __future__ import annotations
 
-from ..asm import rax, rdx
+from ..analysis import expr as E
+from ..asm import Mem, rax, rdx
 
 SIGNED = {"int8": 1, "int16": 2, "int32": 4, "int64": 8}
 UNSIGNED = {"uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1}
 
 
 class NumericCode:
+    def single_precision(self, e):
+        """float32(float64(a) op float64(b)) for float32 a, b (op: + - * / or sqrt) computed in float32: the
+        float64 result rounded to float32 equals the float32 operation's (53 >= 2*24 + 2 bits: rounding twice
+        is innocuous for these correctly rounded operations), without the two conversions."""
+        x = e.operand
+        if e.dtype != "float32" or self.tof(x) != "float64":
+            return None
+        if isinstance(x, E.Call) and x.func == "sqrt" and len(x.args) == 1:
+            args = x.args
+        elif isinstance(x, E.BinOp) and x.op in ("add", "sub", "mul", "truediv"):
+            args = (x.left, x.right)
+        else:
+            return None
+        if not all(isinstance(a, E.Cast) and a.dtype == "float64" and self.tof(a.operand) == "float32"
+                   for a in args):
+            return None
+        regs = [self.expr(a.operand) for a in args]
+        op = "sqrt" if isinstance(x, E.Call) else {"truediv": "div"}.get(x.op, x.op)
+        return self.fop(op, "float32", *regs)
+
+    def check_index(self, e):
+        """Wrap a negative index once (Python), then check it; out of bounds records the check's code."""
+        f = self.f
+        idx, n = self.expr(e.args[0]), self.expr(e.args[1])
+        out = f.gp64()
+        f.mov(out, idx)
+        ok, bad = f.label("ok"), f.label("bad")
+        nonneg = f.label("nonneg")
+        f.test(out, out)
+        f.jns(nonneg)
+        f.add(out, n)
+        f.bind(nonneg)
+        f.test(out, out)
+        f.js(bad)
+        f.cmp(out, n)
+        f.jl(ok)
+        f.bind(bad)
+        f.mov(Mem(self.block, disp=8 * self.layout.error, size=8), int(e.args[2].value))
+        f.xor(out.d, out.d)
+        f.bind(ok)
+        return out
+
     def convert(self, r, src, dst):
         f = self.f
         if src == dst:

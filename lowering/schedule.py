@@ -23,7 +23,7 @@ def apply_hints(model: KernelModel, options, *, target: str = "native") -> Kerne
     fastmath sums in parallel loops (threads natively, work-items on OpenCL: not inside work-group nests)."""
     reductions = target in ("native", "opencl")
     if getattr(options, "sequential", False):
-        return replace(model, schedule=model.original_schedule(), tags=())
+        return replace(model, schedule=model.original_schedule(), tags=(), arrays_overlap=True)
     if not has_hints(options) and not model.tags:
         return _prefetch(auto_schedule(model, parallel_reductions=reductions), options)
     tail = getattr(options, "tail", "guard")

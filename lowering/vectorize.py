@@ -5,8 +5,10 @@ either invariant in the loop (hoisted and broadcast) or advance by one element p
 dimension (checked to be contiguous at run time; otherwise the scalar loop runs). Lanes compute exactly
 what the scalar code computes, element for element, so results are bit-identical. Sums into a scalar
 (`s += ...`) are vectorized only with fastmath=True: several accumulators reassociate the additions.
-Iterations left over after the last full vector run through the ordinary scalar loop, except at the
-avx512 tier, where they run as one more vector iteration under an opmask (`masked_remainder`).
+Bodies without sums run UNROLL vectors per iteration of the main loop. Iterations left over after the
+last full vector run one lane at a time through the same pointers (`scalar_remainder`), except at the
+avx512 tier, where they run as one more vector iteration under an opmask (`masked_remainder`); the
+ordinary scalar loop after them runs everything only when a stream is not contiguous.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..asm import Mem
 from .looptree import For, Run
 
 WIDTH = {"avx512": 64, "avx2": 32, "sse2": 16}
+UNROLL = 4  # vectors per iteration of the main loop of bodies without sums
 _FLOAT_OPS = {"add", "sub", "mul", "truediv"}
 
 
@@ -62,6 +65,7 @@ class Vectorizer:
         self.em = em
         self.f = None
         self.mask = None  # the opmask register while the masked remainder (avx512) is emitted
+        self.scalar = False  # while the scalar remainder is emitted: sd/ss forms on low lanes
 
     # -- analysis ---------------------------------------------------------------------------------------
     def plan(self, n: For) -> Plan | None:
@@ -182,37 +186,57 @@ class Vectorizer:
                     em.regs[name] = em.expr(value)
         ub = plan.bound if not isinstance(plan.bound, E.Expr) else em.expr(plan.bound)
         self.values = {}
+        broadcasts = {}  # equal invariants (the same constant, the same element) share one register
         for key, e in plan.invariants.items():
-            self.values[key] = self.broadcast(em.expr(e))
-        self.ptrs = {}
-        for key, (e, dim, indices) in plan.streams.items():
+            same = (str(e), em.tof(e))
+            if same not in broadcasts:
+                broadcasts[same] = self.broadcast(em.expr(e))
+            self.values[key] = broadcasts[same]
+        self.ptrs, self.shifts = {}, {}
+        checked, products, starts = set(), {}, {}
+        for key, (e, dim, start, shift) in self.stream_starts(plan).items():
             base, strides = em.array(e.array)
-            f.cmp(strides[dim], item)
-            f.jne(skip)
-            ptr = f.gp64()
-            f.mov(ptr, base)
-            for d, idx in enumerate(indices):
-                r = em.expr(idx)
-                t = f.gp64()
-                f.mov(t, r)
-                f.imul(t, strides[d])
-                f.add(ptr, t)
-            self.ptrs[key] = ptr
-        unroll = 8 if plan.reductions else 1  # independent accumulators hide the add latency
+            if (e.array, dim) not in checked:
+                checked.add((e.array, dim))
+                f.cmp(strides[dim], item)
+                f.jne(skip)
+            if shift is not None:  # A[i, j + 1] is A[i, j]'s pointer, one element on (unit stride checked)
+                self.shifts[key] = shift * item
+            ident = (e.array, tuple(str(i) for i in start))
+            if ident in em.vpreset:  # kept by the enclosing loop (native_loop.fast_nest)
+                starts[ident] = em.vpreset[ident]
+            if ident not in starts:  # A[i, j] read and written: one pointer
+                ptr = f.gp64()
+                f.mov(ptr, base)
+                for d, idx in enumerate(start):
+                    if isinstance(idx, E.Const) and idx.value == 0:
+                        continue
+                    term = (e.array, d, str(idx))  # i * stride shared by A[i, j], A[i, j - 1], ...
+                    if term not in products:
+                        t = f.gp64()
+                        f.mov(t, em.expr(idx))
+                        f.imul(t, strides[d])
+                        products[term] = t
+                    f.add(ptr, products[term])
+                starts[ident] = ptr
+            self.ptrs[key] = starts[ident]
+        # sums: independent accumulators hide the add latency; other bodies: fewer loop branches per vector
+        unroll = 8 if plan.reductions else UNROLL
         accs = {iid: [self.zero() for _ in range(unroll)] for iid in plan.reductions}
-        for u_count in (unroll, 1) if unroll > 1 else (1,):
+        for u_count in (unroll, 1):
             top, done = f.label("vec"), f.label("vecdone")
             last = f.gp64()
             f.mov(last, ub)
             f.sub(last, plan.lanes * u_count)
-            f.align(32)  # loop entry on a fetch-block boundary
-            f.bind(top)
             f.cmp(var, last)
             f.jg(done)
+            f.align(32)  # loop entry on a fetch-block boundary
+            f.bind(top)
             for u in range(u_count):
                 self.body(n, var, u * plan.lanes * item, {iid: a[u] for iid, a in accs.items()})
             f.add(var, plan.lanes * u_count)
-            f.jmp(top)
+            f.cmp(var, last)
+            f.jle(top)
             f.bind(done)
         if em.isa == "avx512":
             self.masked_remainder(n, var, ub, {iid: a[0] for iid, a in accs.items()})
@@ -223,7 +247,40 @@ class Vectorizer:
                 total = self.op("add", total, p)
             s = self.hsum(total)
             em.move(em.regs[name], em.fop("add", plan.dtype, em.regs[name], s), plan.dtype)
+        if em.isa != "avx512":
+            self.scalar_remainder(n, var, ub)
         f.bind(skip)
+
+    @staticmethod
+    def stream_starts(plan) -> dict:
+        """id(Index) -> (Index, moving dimension, indices of its pointer's start, constant shift or None):
+        the pointer addresses element 0 along the moving dimension ([pointer + iterator * itemsize]);
+        streams a constant apart there share it."""
+        out = {}
+        for key, (e, dim, indices) in plan.streams.items():
+            shift = _constant(indices[dim])
+            if shift is not None:
+                indices = [E.Const(0) if d == dim else x for d, x in enumerate(indices)]
+            out[key] = (e, dim, tuple(indices), shift)
+        return out
+
+    def scalar_remainder(self, n: For, var, ub) -> None:
+        """The iterations after the last full vector, one lane at a time through the same pointers (the
+        ordinary scalar loop after this would set up its own addressing again); sums add straight into
+        their scalar, which already holds the vector part (fastmath: any order)."""
+        f, plan = self.f, self.plan_
+        item = np.dtype(plan.dtype).itemsize
+        self.scalar, self.size, self.s = True, item, "sd" if plan.dtype == "float64" else "ss"
+        top, done = f.label("rem"), f.label("remdone")
+        f.cmp(var, ub)
+        f.jge(done)
+        f.bind(top)
+        self.body(n, var, 0, {iid: self.em.regs[name] for iid, (name, _) in plan.reductions.items()})
+        f.add(var, 1)
+        f.cmp(var, ub)
+        f.jl(top)
+        f.bind(done)
+        self.scalar, self.size, self.s = False, WIDTH[self.em.isa], "pd" if plan.dtype == "float64" else "ps"
 
     def masked_remainder(self, n: For, var, ub, accs) -> None:
         """The last ub - var < lanes iterations as one vector iteration under the opmask (1 << (ub - var)) - 1,
@@ -275,12 +332,14 @@ class Vectorizer:
                 f.emit(self.mov(), self.mem(assignee), self.vexpr(expression), **masked)
 
     def mem(self, e: E.Index) -> Mem:
-        return Mem(self.ptrs[id(e)], self.var, np.dtype(self.plan_.dtype).itemsize, disp=self.disp, size=self.size)
+        return Mem(self.ptrs[id(e)], self.var, np.dtype(self.plan_.dtype).itemsize,
+                   disp=self.disp + self.shifts.get(id(e), 0), size=self.size)
 
     def vexpr(self, e):
         key = id(e)
         if key in self.values:
-            return self.values[key]
+            v = self.values[key]
+            return v.x if self.scalar else v
         f = self.f
         if isinstance(e, E.Var):
             return self.temps[e.name]
@@ -298,6 +357,8 @@ class Vectorizer:
             if fused is not None:
                 return fused
             op = {"truediv": "div"}.get(e.op, e.op)
+            if id(e.right) in self.ptrs and self.em.vex and self.mask is None:  # the load folded (VEX: any
+                return self.op(op, self.vexpr(e.left), self.mem(e.right))  # alignment)
             return self.op(op, self.vexpr(e.left), self.vexpr(e.right))
         if isinstance(e, E.UnOp):  # -x flips the sign bit, like the scalar code
             mask = self.broadcast(self.em.const(-0.0, self.plan_.dtype))
@@ -305,7 +366,10 @@ class Vectorizer:
         if e.func == "sqrt":
             a = self.vexpr(e.args[0])
             r = self.vreg()
-            f.emit(self.name("sqrt"), r, a)
+            if self.scalar and self.em.vex:
+                f.emit(self.name("sqrt"), r, a, a)
+            else:
+                f.emit(self.name("sqrt"), r, a)
             return r
         if e.func in ("abs", "fabs"):
             mask = self.broadcast(self.em.const(-0.0, self.plan_.dtype))
@@ -350,16 +414,19 @@ class Vectorizer:
 
     # -- instructions ----------------------------------------------------------------------------------
     def name(self, op):
-        return f"v{op}{self.s}" if self.em.vex else f"{op}{self.s}"
+        s = self.s
+        if self.scalar and op in ("xor", "andn"):  # bitwise: packed forms only
+            s = "pd" if s == "sd" else "ps"
+        return f"v{op}{s}" if self.em.vex else f"{op}{s}"
 
     def mov(self):
-        return self.name("movu")
+        return self.name("mov") if self.scalar else self.name("movu")
 
     def mov_reg(self):
         return "vmovaps" if self.em.vex else "movaps"
 
     def vreg(self):
-        return self.f.vreg(self.size)
+        return self.f.xmm() if self.scalar else self.f.vreg(self.size)
 
     def op(self, op, a, b):
         f = self.f
@@ -382,6 +449,8 @@ class Vectorizer:
     def broadcast(self, x):
         """A scalar in the low lane of xmm `x`, copied to every lane."""
         f, em = self.f, self.em
+        if self.scalar:  # the scalar remainder reads the low lane only
+            return x
         r = self.vreg()
         if em.isa == "sse2":
             f.movaps(r, x)
@@ -432,6 +501,21 @@ class Vectorizer:
             f.movaps(sh, s)
             f.shufps(sh, sh, 1)
         return em.fop("add", "float32", s, sh)
+
+
+def _constant(e: E.Expr):
+    """The value of an integer expression of constants (small enough for a displacement), else None."""
+    if isinstance(e, E.Const) and type(e.value) is int:
+        return e.value if abs(e.value) < 1 << 20 else None
+    if isinstance(e, E.Cast) and e.dtype == "int64":
+        return _constant(e.operand)
+    if isinstance(e, E.BinOp) and e.op in ("add", "sub", "mul"):
+        a, b = _constant(e.left), _constant(e.right)
+        if a is None or b is None:
+            return None
+        v = a + b if e.op == "add" else a - b if e.op == "sub" else a * b
+        return v if abs(v) < 1 << 20 else None
+    return None
 
 
 def _sum_into(rhs: E.Expr, name: str):
