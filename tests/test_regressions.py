@@ -457,3 +457,56 @@ def test_separation_isl_cannot_build_falls_back_to_guarded_tails(n):
     k = polyjit.kernel(reversed_strided_read, unroll={"i": 8}, tail="separate", cache=False)
     check(k, np.arange(n * n, dtype=np.int32).reshape(n, n), np.zeros(n, np.int32), n)
     assert "S0" in k.inspect_schedule(np.zeros((n, n), np.int32), np.zeros(n, np.int32), n)
+
+
+def slow_separation(A, B, C, D, n):  # fuzz seed 1003 program 210
+    for i in range(n - 2, -1, -3):
+        for j in range(1, n - 1, 3):
+            for k in range(j + 1, n):
+                C[i, k] = math.exp(min(max(math.log(abs(B[k, k]) + 1.0), -3.0), 3.0))
+            A[(j * 2) % n, i, i] = C[n - 1, j] / (abs(D[j]) + 1.0)
+            t0 = D[j]  # noqa: F841
+        A[i, n - 1 - i, i + 1] = A[i, i, n - 1] - D[i] * -2 - D[i + 1] + D[i] * C[1, i] - 1
+
+
+def test_separation_isl_builds_too_slowly_falls_back_to_guarded_tails():
+    """isl's AST builder spent minutes (159 s here) on this separated split-by-8 under a strided reversed loop;
+    the separated AST now runs under an operation quota (looptree.SEPARATED_AST_QUOTA) and the guarded tails
+    take over when it runs out."""
+    rng = np.random.default_rng(3)
+    n = 10
+    k = polyjit.kernel(slow_separation, split={"k": 8}, unroll="k_inner", tail="separate", cache=False)
+    check(k, rng.normal(size=(n, n, n)), rng.normal(size=(n, n)), rng.normal(size=(n, n)), rng.normal(size=n), n)
+
+
+def gemm_ijk(A, B, C):
+    for i in range(C.shape[0]):
+        for j in range(C.shape[1]):
+            for k in range(A.shape[1]):
+                C[i, j] += A[i, k] * B[k, j]
+
+
+def test_quota_exhausted_keeps_the_schedule_and_the_results(monkeypatch):
+    """With a quota too small for any separated AST the same split still compiles (guarded tails) and agrees."""
+    from polyjit.lowering import looptree
+    monkeypatch.setattr(looptree, "SEPARATED_AST_QUOTA", 1000)
+    k = polyjit.kernel(gemm_ijk, split={"i": 4, "j": 3}, order=("i_outer", "j_outer", "k", "i_inner", "j_inner"),
+                       unroll="i_inner", tail="separate", cache=False)
+    rng = np.random.default_rng(4)
+    check(k, rng.random((7, 5)), rng.random((5, 11)), rng.random((7, 11)))
+
+
+def hypot_of(x, y, out):
+    for i in range(len(x)):
+        out[i] = math.hypot(x[i], y[i])
+
+
+def test_math_hypot_is_libm_hypot():
+    """The fuzzer (seed 1001 program 171) found math.hypot one ulp away from CPython's, which rounds with its own
+    algorithm; natively polyjit calls libm's hypot, documented as np.hypot's result (README; OpenCL's hypot may
+    differ from both in the last ulp)."""
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=2000) * 3, rng.integers(0, 10, 2000).astype(np.float64)
+    out = np.empty_like(x)
+    polyjit.kernel(hypot_of, target="native", cache=False)(x, y, out)
+    assert np.array_equal(out, np.hypot(x, y))
