@@ -133,6 +133,24 @@ def measure(repeat: int = 5) -> dict:
     return result
 
 
+# Issue #3's limits: (result key, what it measures, unit, limit).  Reported next to the figures by
+# ``python -m polyjit.asm.bench`` so that a run says at once which limit it meets; ``measure()`` itself
+# keeps returning numbers only (bench/run.py reads its keys).
+TARGETS = (
+    ("encode_us_per_instr", "encoding", "us/instr", 2.0),
+    ("spilling.alloc_us_per_instr", "allocation, spilling program", "us/instr", 3.0),
+    ("fitting.alloc_us_per_instr", "allocation, fitting program", "us/instr", 3.0),
+    ("spilling.whole_function_ms", "build+allocate+encode+load, spilling", "ms", 3.0),
+    ("fitting.whole_function_ms", "build+allocate+encode+load, fitting", "ms", 3.0),
+)
+
+
+def verdicts(result: dict) -> list:
+    """(what, value, unit, limit, met) for each of issue #3's limits found in ``result``."""
+    return [(what, result[key], unit, limit, result[key] <= limit) for key, what, unit, limit in TARGETS
+            if key in result]
+
+
 def _time(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -140,5 +158,9 @@ def _time(fn) -> float:
 
 
 if __name__ == "__main__":
-    for key, value in measure().items():
+    figures = measure()
+    for key, value in figures.items():
         print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
+    print("\nissue #3 limits (each figure the fastest of 5 runs; the machine may be shared: repeat the bench):")
+    for what, value, unit, limit, met in verdicts(figures):
+        print(f"  {what:40s} {value:7.3f} {unit:9s} <= {limit:g}  {'met' if met else 'NOT MET'}")
