@@ -1,7 +1,8 @@
 """The default schedule when the user gives no hints: legal by construction (each step is checked).
 
 Per top-level nest: make the loop with the most unit-stride accesses innermost in perfect nests (gemm's
-i, k, j), then run the outermost loop that carries no dependence in parallel.
+i, k, j), then run the outermost loop that carries no dependence in parallel; innermost loops run in SIMD
+lanes, and where they cannot (a sum without fastmath), the deepest dependence-free loop around them does.
 """
 
 from __future__ import annotations
@@ -63,7 +64,33 @@ def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False) -> K
                     escaping(model, name, allow_reductions=sums) is None:
                 model = T.parallelize(model, name)
                 break
-    return vectorize_innermost(model, split_names=True)
+    return vectorize_outer(vectorize_innermost(model, split_names=True))
+
+
+def vectorize_outer(model: KernelModel) -> KernelModel:
+    """Tags for SIMD lanes the deepest loop around inner loops that carries no dependence (sums included)
+    when nothing inside it runs in lanes (conv2d's `j` around its `di`, `dj` sum): each lane runs one
+    iteration in its own order (lanes.py), so results do not change; the native emitter takes it where the
+    body fits and otherwise runs the loop as before."""
+    inner = _inner_loops(model)
+    for name in model.loop_names():
+        if (name, "vector") in model.tags or not inner.get(name):
+            continue
+        if any((x, "vector") in model.tags or carried(model, x) is None for x in inner[name]):
+            continue
+        if carried(model, name) is None and escaping(model, name) is None:
+            model = T.vectorize(model, name)
+    return model
+
+
+def _inner_loops(model: KernelModel) -> dict[str, set]:
+    """Loop name -> the names of the loops nested inside it."""
+    out: dict[str, set] = {}
+    for _, dims in model.schedule or model.original_schedule():
+        loops = [d.loop for d in dims if d.loop]
+        for k, name in enumerate(loops):
+            out.setdefault(name, set()).update(loops[k + 1:])
+    return out
 
 
 def vectorize_innermost(model: KernelModel, *, split_names: bool = False) -> KernelModel:

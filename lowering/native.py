@@ -20,6 +20,7 @@ from ..analysis import expr as E
 from ..analysis.model import KernelModel
 from ..asm import Function, Mem
 from .blocking import block_loop, loop_bound
+from .lanes import lane_loop
 from .layout import POINTER_ARGS, block_layout
 from .legality import loop_sums
 from .looptree import For, If, LoopTree, Run, runs_of
@@ -188,6 +189,7 @@ class NativeEmitter(NumericCode):
         vec = Vectorizer(self)
         plan = vec.plan(n)
         if plan is None:
+            lane_loop(self, n, var, ub)  # a loop around inner loops: its iterations in lanes (lanes.py)
             return
         if ub is not None:
             plan.bound = ub
