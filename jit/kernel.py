@@ -239,21 +239,26 @@ class Kernel:
     # -- inspection --------------------------------------------------------------------------------------
     def inspect_model(self, *args, **kwargs) -> str:
         from .analysis.build import build_model
+        from .pipeline import ISL_LOCK
         args = self._bind(args, kwargs)
-        return str(build_model(self.program(), self.signature(args), fastmath=self.options.fastmath))
+        with ISL_LOCK:
+            return str(build_model(self.program(), self.signature(args), fastmath=self.options.fastmath))
 
     def inspect_schedule(self, *args, **kwargs) -> str:
         """The chosen schedule (per instruction), the loop tags, and the resulting loop structure."""
         from .analysis.build import build_model
         from .lowering.looptree import build_loop_tree
         from .lowering.schedule import apply_hints, has_hints
+        from .pipeline import ISL_LOCK
         args = self._bind(args, kwargs)
-        model = build_model(self.program(), self.signature(args), fastmath=self.options.fastmath)
-        origin = "hints" if has_hints(self.options) or model.tags else "heuristic"
-        model = apply_hints(model, self.options, target=self.target)
+        with ISL_LOCK:
+            model = build_model(self.program(), self.signature(args), fastmath=self.options.fastmath)
+            origin = "hints" if has_hints(self.options) or model.tags else "heuristic"
+            model = apply_hints(model, self.options, target=self.target)
+            tree = build_loop_tree(model)
         sched = "\n".join(f"  {iid}: [{', '.join(map(str, dims))}]" for iid, dims in model.schedule)
         tags = ", ".join(f"{n}={t}" for n, t in model.tags) or "(none)"
-        return f"schedule ({origin}):\n{sched}\ntags: {tags}\nloop structure:\n{build_loop_tree(model)}"
+        return f"schedule ({origin}):\n{sched}\ntags: {tags}\nloop structure:\n{tree}"
 
     def inspect_opencl(self, *args, **kwargs) -> str:
         from .pipeline import Trace, compile_opencl

@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 STAGES = ("source", "model", "schedule", "looptree", "opencl", "asm")
+
+# isl's context is one per process: compilations from several threads run one at a time, so that the
+# operation quota of a separated loop tree (lowering/looptree.py) counts only its own work. They hold the
+# GIL throughout anyway.
+ISL_LOCK = threading.RLock()
 
 
 @dataclass
@@ -40,11 +46,12 @@ def compile_opencl(program, signature: dict, options, trace: Trace):
     from .lowering.opencl import emit_opencl
     from .lowering.schedule import apply_hints
 
-    model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
-    model = trace.stage("schedule", apply_hints, model, options, target="opencl")
-    tree = trace.stage("looptree", build_loop_tree, model)
-    code = trace.stage("opencl", emit_opencl, model, tree, arrays_overlap=options.sequential)
-    checks = check_function_source(model)
+    with ISL_LOCK:
+        model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
+        model = trace.stage("schedule", apply_hints, model, options, target="opencl")
+        tree = trace.stage("looptree", build_loop_tree, model)
+        code = trace.stage("opencl", emit_opencl, model, tree, arrays_overlap=options.sequential)
+        checks = check_function_source(model)
     return model, tree, code, checks
 
 
@@ -56,11 +63,14 @@ def compile_native(program, signature: dict, options, trace: Trace, isa: str):
     from .lowering.native import block_layout, emit_native
     from .lowering.schedule import apply_hints
 
-    model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
-    model = trace.stage("schedule", apply_hints, model, options, target="native")
-    tree = trace.stage("looptree", build_loop_tree, model)
-    phases = trace.stage("asm", lambda: _Listing(emit_native(model, tree, isa)))
-    return model, tree, phases.phases, block_layout(model), check_function_source(model)
+    with ISL_LOCK:
+        model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
+        model = trace.stage("schedule", apply_hints, model, options, target="native")
+        tree = trace.stage("looptree", build_loop_tree, model)
+        phases = trace.stage("asm", lambda: _Listing(emit_native(model, tree, isa)))
+        checks = check_function_source(model)
+        layout = block_layout(model)
+    return model, tree, phases.phases, layout, checks
 
 
 class _Listing:

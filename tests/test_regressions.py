@@ -510,3 +510,38 @@ def test_math_hypot_is_libm_hypot():
     out = np.empty_like(x)
     polyjit.kernel(hypot_of, target="native", cache=False)(x, y, out)
     assert np.array_equal(out, np.hypot(x, y))
+
+
+def scaled_copy(x, out):
+    for i in range(len(x)):
+        out[i] = 2.0 * x[i] + 1.0
+
+
+def test_compiles_from_several_threads_keep_the_quota_to_themselves():
+    """isl's context is one per process and the separated-AST quota is set on it: compilations from other
+    threads meanwhile must neither count against it nor fail (pipeline.ISL_LOCK runs them one at a time)."""
+    import threading
+
+    rng = np.random.default_rng(8)
+    errors = []
+
+    def separated():
+        try:
+            k = polyjit.kernel(gemm_ijk, split={"i": 4, "j": 3}, unroll="i_inner", tail="separate", cache=False)
+            check(k, rng.random((9, 5)), rng.random((5, 7)), rng.random((9, 7)))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    def plain():
+        try:
+            for n in (0, 1, 5, 17):
+                check(polyjit.kernel(scaled_copy, cache=False), np.arange(float(n)), np.zeros(n))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=f) for f in (separated, plain, separated, plain)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
