@@ -232,16 +232,7 @@ class FastLoop:
             em.forward = {k: carries[key] for k, key in sites.items() if key in carries}
             em.run(run)
         em.fast, em.forward = {}, {}
-        f.add(var, n.step)
-        for ptr, s in self.advances:
-            f.add(ptr, s)
-        if bound is None:
-            r = em.expr(n.cond)
-            f.test(r, r)
-            f.jnz(top)
-        else:
-            f.cmp(var, bound[1])
-            f.emit(_INVERSE[bound[0]], top)
+        loop_back(em, n, var, self.advances, bound, top)
         em.hoisted = saved
         stored = {key for sites, run in zip(self.sites, n.body)
                   for key in (sites.get(id(em.model.instruction(run.instruction).assignee)),)
@@ -298,6 +289,22 @@ class FastLoop:
 
     def step(self, array, coefs, cache):
         return advance(self.em, array, coefs, self.n.step, cache)
+
+
+def loop_back(em, n: For, var, advances, bound, top) -> None:
+    """The bottom of a rotated loop: step the variable and the pointers, jump back to `top` while the
+    condition holds (`bound`: (jcc leaving the loop, bound register) from loop_bound, or None)."""
+    f = em.f
+    f.add(var, n.step)
+    for ptr, s in advances:
+        f.add(ptr, s)
+    if bound is None:
+        r = em.expr(n.cond)
+        f.test(r, r)
+        f.jnz(top)
+    else:
+        f.cmp(var, bound[1])
+        f.emit(_INVERSE[bound[0]], top)
 
 
 def start_pointer(em, array, indices):
@@ -456,15 +463,6 @@ def _nest(em, n: For, starts: dict, written, presets: dict, body) -> bool:
     top = f.label("ntop")
     f.bind(top)
     body()
-    f.add(var, n.step)
-    for ptr, s in advances:
-        f.add(ptr, s)
-    if bound is None:
-        r = em.expr(n.cond)
-        f.test(r, r)
-        f.jnz(top)
-    else:
-        f.cmp(var, bound[1])
-        f.emit(_INVERSE[bound[0]], top)
+    loop_back(em, n, var, advances, bound, top)
     f.bind(skip)
     return True
