@@ -24,6 +24,10 @@ into an array, combined with a numpy value) and raises TypingError elsewhere (co
 types"); the rest wrap the operands in float(). Float accumulators start as np.float64(0.0) rather than 0.0
 (a Python float turns float32 at the first float32 term, a run-time type change). Python ints that outgrow
 int64 (or an array's int32) are counted as "Python-int overflow", not as failures (compiled code wraps).
+The Python reference runs under a time limit (REFERENCE_LIMIT_S): an int that squares itself every iteration
+never finishes in Python ("python-int-runaway"; any other timeout fails). Python's 'math domain error' (abs()
+of int32's minimum stays negative) is "math-domain": compiled code gives NaN. On AVX-512 CPUs numpy's power
+ufunc (`int ** 1.5`) can differ from libm's pow in the last bit: "numpy-simd-pow" within rtol.
 
 Also generated: elif chains, math functions with arguments kept where Python's math raises no domain error
 (sin/cos of clamped values, tanh, atan, log of abs + 1, log1p, fabs, expm1, erf, atan2, hypot, copysign),
@@ -51,11 +55,15 @@ import json
 import math  # noqa: F401  (used by generated programs executed here)
 import os
 import random
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
+import weakref
 
 import numpy as np
 
@@ -677,14 +685,14 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
     import polyjit
     if tier:  # None: leave POLYJIT_ISA as the caller set it
         os.environ["POLYJIT_ISA"] = tier
-    exp_args = copy_args(args)
-    exp_exc = None
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            expected = fn(*exp_args)
-        except Exception as e:  # noqa: BLE001
-            exp_exc, expected = e, None
+    try:
+        expected, exp_args, exp_exc = run_reference(fn, args)
+    except ReferenceTimeout as e:
+        if e.runaway:
+            # a Python int that keeps squaring itself (`s += t * t` with t from s) grows without bound: Python
+            # never finishes, compiled code wraps at 64 bits (README: fixed-width wrap-around)
+            return Outcome("diverge", "python-int-runaway", str(e))
+        return Outcome("fail", "python-timeout", str(e))
     got_args = copy_args(args)
     try:
         with warnings.catch_warnings():
@@ -719,6 +727,10 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
         if isinstance(exp_exc, OverflowError) and "out of range" in str(exp_exc):
             # a Python float's ** raises where numpy (and polyjit) give inf: documented in the README
             return Outcome("diverge", "python-float-pow-overflow", str(exp_exc))
+        if isinstance(exp_exc, ValueError) and str(exp_exc) == "math domain error":
+            # math.sqrt/log of a value outside the domain (abs() of int32's minimum stays negative): compiled
+            # code gives NaN, as numpy and Numba do (README: math functions)
+            return Outcome("diverge", "math-domain", str(exp_exc))
         return Outcome("fail", f"missing exception:{type(exp_exc).__name__}", f"Python raised {exp_exc!r}")
     loose = fastmath or tolerant_math
 
@@ -743,9 +755,80 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
         if not compare(got, expected, got_args, exp_args, near) or _ill_conditioned(
                 fn, args, got, expected, got_args, exp_args, near):
             return Outcome("diverge", "libm-hypot", diff)
+    if diff and not loose and numpy_simd_math() and _FRACTIONAL_POWER.search(inspect.getsource(fn)):
+        # on AVX-512 CPUs numpy computes `int ** float` (its power ufunc) with its own SIMD routine, which can
+        # differ from libm's pow (what polyjit calls) in the last bit (README: math functions)
+        def near(dt):
+            return RTOL["float32"] if f32 else RTOL.get(dt, 1e-9)
+        if not compare(got, expected, got_args, exp_args, near):
+            return Outcome("diverge", "numpy-simd-pow", diff)
     if diff:
         return Outcome("fail", "mismatch", diff)
     return Outcome("ok")
+
+
+_FRACTIONAL_POWER = re.compile(r"\*\*\s*\(?\s*\d*\.\d*[1-9]")
+REFERENCE_LIMIT_S = 20.0  # the plain-Python run of a program takes milliseconds; minutes mean it never ends
+_TIMED_OUT = weakref.WeakKeyDictionary()  # fn -> its ReferenceTimeout (rerun configurations don't wait again)
+
+
+class ReferenceTimeout(BaseException):
+    """The plain-Python run outlived REFERENCE_LIMIT_S (a BaseException: the program's own exceptions are
+    caught as Python's result). `runaway`: a local int had grown past 4096 bits when time ran out."""
+
+    def __init__(self, message, runaway):
+        super().__init__(message)
+        self.runaway = runaway
+
+
+def run_reference(fn, args, limit=None):
+    """Python's result on copies of args: (returned value or None, the copies, the exception or None).
+
+    Runs under a wall-clock limit where a timer signal can reach it (the main thread): a program whose Python
+    ints square themselves would otherwise hang its worker."""
+    if fn in _TIMED_OUT:
+        raise _TIMED_OUT[fn]
+    limit = REFERENCE_LIMIT_S if limit is None else limit
+    exp_args = copy_args(args)
+    timed = threading.current_thread() is threading.main_thread()
+
+    def on_alarm(signum, frame):
+        big = sorted(k for f in _frames(frame) if f.f_code is fn.__code__
+                     for k, v in f.f_locals.items() if type(v) is int and v.bit_length() > 4096)
+        raise ReferenceTimeout(f"Python ran over {limit:g} s" + (f"; ints of > 4096 bits: {', '.join(big)}"
+                                                                 if big else ""), bool(big))
+    old = signal.signal(signal.SIGALRM, on_alarm) if timed else None
+    try:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, limit)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return fn(*exp_args), exp_args, None
+            except Exception as e:  # noqa: BLE001
+                return None, exp_args, e
+    except ReferenceTimeout as e:
+        _TIMED_OUT[fn] = e
+        raise
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def _frames(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def numpy_simd_math() -> bool:
+    """Whether numpy dispatches its float ufuncs to its AVX-512 routines on this CPU."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats
+    except ImportError:  # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__ as feats
+    return bool(feats.get("AVX512_SKX"))
 
 
 def _ill_conditioned(fn, args, got, expected, got_args, exp_args, rtol_of, tries=3) -> bool:
