@@ -2,12 +2,12 @@
 
 An entry is `MAGIC + sha512(payload)[:32] + payload` where the payload is a pickle of plain data (machine code,
 relocations and the per-call spec for native kernels; program binaries per device for OpenCL). The key
-hashes polyjit's version, the function's code (bytecode, constants, names: comments and blank lines do not
-matter), the values of the globals and closure variables it reads, the options, the argument signature and
-the target (ISA tier, or OpenCL platform, device and driver). Entries live in POLYJIT_CACHE_DIR (or the
-user cache directory), created 0700; an entry or directory owned by another user or writable by group or
-others is refused. POLYJIT_CACHE=0 turns the cache off; POLYJIT_CACHE_SIZE (bytes) caps it, evicting the
-least recently used entries.
+hashes polyjit's version (and, in a source checkout, its modules' stamps: `code_fingerprint`), the function's
+code (bytecode, constants, names: comments and blank lines do not matter), the values of the globals and
+closure variables it reads, the options, the argument signature and the target (ISA tier, or OpenCL
+platform, device and driver). Entries live in POLYJIT_CACHE_DIR (or the user cache directory), created 0700;
+an entry or directory owned by another user or writable by group or others is refused. POLYJIT_CACHE=0 turns
+the cache off; POLYJIT_CACHE_SIZE (bytes) caps it, evicting the least recently used entries.
 """
 
 from __future__ import annotations
@@ -105,7 +105,36 @@ def _filled(cell) -> bool:
 def make_key(*parts) -> str:
     from . import __version__
     # entries hold marshaled Python code: the interpreter's version is part of every key
-    return _hash(repr((__version__, FORMAT, sys.version_info[:2]) + parts).encode()).hexdigest()[:64]
+    return _hash(repr((__version__, FORMAT, sys.version_info[:2], code_fingerprint()) + parts)
+                 .encode()).hexdigest()[:64]
+
+
+_FINGERPRINT: list = []
+
+
+def code_fingerprint() -> str:
+    """Path, size and modification time of every module of polyjit's compiler, hashed once per process.
+
+    The version alone would let a source checkout (an editable install) load machine code that older compiler
+    code produced. Stat calls, not reading the files (under 1 ms), and only for a checkout: an installed
+    package changes with its version."""
+    if not _FINGERPRINT:
+        import importlib.util
+        stamps = []
+        here = os.path.dirname(os.path.abspath(__file__))
+        if any(part in ("site-packages", "dist-packages") for part in here.split(os.sep)):
+            _FINGERPRINT.append("installed")
+            return _FINGERPRINT[0]
+        for name in ("polyjit", "polyjit.analysis", "polyjit.lowering", "polyjit.asm"):
+            spec = importlib.util.find_spec(name)
+            for folder in (spec.submodule_search_locations or ()) if spec else ():
+                with os.scandir(folder) as entries:
+                    for e in entries:
+                        if e.name.endswith(".py"):
+                            st = e.stat()
+                            stamps.append((e.path, st.st_size, st.st_mtime_ns))
+        _FINGERPRINT.append(_hash(repr(sorted(stamps)).encode()).hexdigest()[:32])
+    return _FINGERPRINT[0]
 
 
 def _digest(data: bytes) -> bytes:

@@ -247,3 +247,15 @@ def test_opencl_entries_hold_program_binaries(tmp_path):
     payload = cache.Cache(str(tmp_path / "c")).load(kernel_entries(tmp_path / "c")[0].stem)
     assert payload["kind"] == "opencl" and payload["binaries"]
     assert all(isinstance(b, bytes) and b for b in payload["binaries"].values())
+
+
+def test_compiler_code_changes_change_every_key(monkeypatch):
+    """In a source checkout, editing any compiler module (a new stamp) must not load machine code that the
+    older code produced: the fingerprint of the modules' stamps is part of every key."""
+    from polyjit import cache
+    fp = cache.code_fingerprint()
+    if "site-packages" not in cache.__file__:  # CI and the README install the checkout editable
+        assert fp != "installed" and len(fp) == 32
+    first = cache.make_key("f", 1)
+    monkeypatch.setattr(cache, "_FINGERPRINT", ["another build"])
+    assert cache.make_key("f", 1) != first
