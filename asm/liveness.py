@@ -80,7 +80,8 @@ def _needs_low_vector(ins: Instr) -> bool:
 
 
 FAST_SHAPES: dict = {}  # mnemonic -> by operand count (0-15): (reads operand 0, writes operand 0, maybe a zero
-#                         idiom, maybe a register copy, the form's one-value spill plans by int key: spill.py)
+#                         idiom, maybe a register copy, the form's one-value spill plans by int key: spill.py,
+#                         operand 0's mode as one int for the liveness walk: 0 read, 1 written, 2 both)
 #                         or None where an instruction has no operands, implicit registers or operand-dependent
 #                         effects, or is a branch, return or call
 
@@ -93,7 +94,8 @@ def fast_shapes(m: str) -> tuple:
     shapes = plain_shapes(m)
     copy = m in COPY_MNEMONICS
     fast = FAST_SHAPES[m] = (None,) + tuple(None if s is None or s[3] or s[4] or s[5] or not (s[0] or s[1])
-                                            else (s[0], s[1], s[2], copy, {}) for s in shapes[1:]) + (None,) * 10
+                                            else (s[0], s[1], s[2], copy, {}, 2 if s[0] and s[1] else int(s[1]))
+                                            for s in shapes[1:]) + (None,) * 10
     return fast
 
 
@@ -190,28 +192,45 @@ def analyse(items, avx512: bool) -> Analysis:
         m, ops, mask, zero, extra_uses, extra_defs = it
         fast = (fast_get(m) or fast_shapes(m))[len(ops)]
         pos = 2 * i + 1
-        if fast is not None and mask is None and not zero and not extra_uses and not extra_defs \
-                and not (fast[2] and is_zero_idiom(it)):  # explicit operands only: no list of effects
+        if fast is not None and mask is None and not zero and not extra_uses and not extra_defs:
+            # explicit operands only: no list of effects
             first = ops[0]
+            if fast[2] and is_zero_idiom(it):  # ``vxorpd x, x, x``: a definition of operand 0 only
+                j = ids_get(first)
+                if j is None:
+                    j = new_value(first)
+                masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+                lastdef_setdefault(j, pos)
+                event(j)
+                if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it) and first[3] and first[0] in _VEC:
+                    needs_low.add(first[2])
+                continue
             if type(first) is Reg:
                 j = ids_get(first)
                 if j is None:
                     j = new_value(first)
                 # read and written (or written from itself, ``vaddpd a, a, b``): the live range only
                 # continues through here, no mask update; written only: a range starts here
-                if fast[0] and fast[1] or (fast[1] and ops[1] is first if len(ops) > 1 else False):
+                mode = fast[5]
+                if mode == 2:
                     ends_setdefault(j, pos)
                     lastdef_setdefault(j, pos)
                     event(j)
                     event(j)
-                    ops = ops[1:] if fast[0] else ops[2:]
-                elif fast[1]:
-                    masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
-                    lastdef_setdefault(j, pos)
+                    ops = ops[1:]
+                elif not mode:
+                    ends_setdefault(j, pos - 1)
                     event(j)
                     ops = ops[1:]
+                elif len(ops) > 1 and ops[1] is first:
+                    ends_setdefault(j, pos)
+                    lastdef_setdefault(j, pos)
+                    event(j)
+                    event(j)
+                    ops = ops[2:]
                 else:
-                    ends_setdefault(j, pos - 1)
+                    masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+                    lastdef_setdefault(j, pos)
                     event(j)
                     ops = ops[1:]
             pos -= 1

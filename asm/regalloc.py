@@ -7,10 +7,12 @@ in the program (arguments, returns, rdx:rax for div, cl for shifts, call clobber
 and block their register where live.  Virtuals are assigned greedily in order of first position
 (linear scan with lifetime holes), trying move hints first; when nothing is free the values of least
 spill weight (reads and writes per live position; on ties the one ending last) are spilled whole to a
-stack slot (64 bytes for zmm) and accessed through three scratch registers per class (preferably
-r11/r10/rbx and xmm15/14/13, always ones the program does not name itself), which are only reserved
+stack slot (64 bytes for zmm) and accessed through scratch registers of its class (preferably
+r11/r10(/rbx) and xmm15/14(/13), always ones the program does not name itself), which are only reserved
 when spilling is needed (at once when more virtuals of a class are live at a block entry than it has
-registers, otherwise after an assignment without them fails).  The rewrite memoises substituted
+registers, otherwise after an assignment without them fails): two per class, or three when some
+instruction touches three spilled values of one class (the rewrite raises ``ScratchShortage`` and the
+assignment starts over).  The rewrite memoises substituted
 operands (registers and addresses are tuples) and creates instructions only where operands change;
 instructions touching spilled values go to ``spill.Spiller`` (per-pattern plans, folding into slot
 operands, spill loads/stores built once per process).
@@ -30,7 +32,7 @@ from .liveness import CLS as _CLS
 from .liveness import FAST_SHAPES, analyse, build_cfg, fast_shapes
 from .operands import GP, GP64_REGS, K_REGS, XMM, YMM, YMM_REGS, ZMM, ZMM_REGS, Bind, Instr, Mem, Reg
 from .program import Program
-from .spill import _PHYS, SPILLED, Elided, Spiller
+from .spill import _PHYS, SPILLED, Elided, ScratchShortage, Spiller
 from .spill import phys as _phys
 
 
@@ -92,9 +94,17 @@ def allocate(program: Program) -> AllocatedProgram:
     a = analyse(items, program.isa == "avx512")
     facts = _facts(a)
     assigned = None if _must_spill(program, a) else _assign(program, a, facts, reserve=False)
-    if assigned is None:  # pressure: reserve the scratch registers and assign again
+    if assigned is not None:
+        return _rewrite(program, items, a, assigned[0], assigned[1], facts)
+    # pressure: reserve scratch registers and assign again; two per class first (instructions rarely touch
+    # three spilled values of one class, and each register kept out of the pools spills more values)
+    few = dict(facts, scratch={cls: pool[:2] for cls, pool in facts["scratch"].items()})
+    assigned = _assign(program, a, few, reserve=True)
+    try:
+        return _rewrite(program, items, a, assigned[0], assigned[1], few)
+    except ScratchShortage:
         assigned = _assign(program, a, facts, reserve=True)
-    return _rewrite(program, items, a, assigned[0], assigned[1], facts)
+        return _rewrite(program, items, a, assigned[0], assigned[1], facts)
 
 
 def _must_spill(program, a) -> bool:

@@ -45,6 +45,11 @@ _PLANS: dict = {}  # (mnemonic, zero idiom, folding allowed, per-operand spill p
 _UNFOLDABLE: dict = {}  # (single plan key, operands, view size) -> the folded form has no encoding
 
 
+class ScratchShortage(Exception):
+    """An instruction needs more scratch registers of a class than were reserved (the allocator then
+    reserves more and starts over)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Elided:
     """A register copy whose source and destination got the same register (emits nothing)."""
@@ -264,7 +269,7 @@ class Spiller:
             if type(op) is not Reg:
                 return False
             info = self._reg(op)
-        spills = new_ops.count(SPILLED)
+        spills = 1 if SPILLED not in new_ops[k + 1:] else new_ops.count(SPILLED)
         if spills == 1:
             key = info[0] | 128 << k
         elif ops.count(op) == spills:  # an unspilled operand never equals a spilled register view
@@ -282,9 +287,7 @@ class Spiller:
             plan = plans[key] = _single_plan(it[0], fast, key, len(ops))
         if plan[1]:  # fold into the slot: only without another address and where the form encodes
             if Mem not in map(type, new_ops):
-                out = list(new_ops)
-                out[k] = info[3]
-                new = _instr((plan[0], tuple(out), None, it[3], it[4], it[5]))
+                new = _instr((plan[0], new_ops[:k] + (info[3],) + new_ops[k + 1:]) + it[2:])
                 if not _unfoldable((it[0], key, new_ops, op[1]), new):
                     steps.append((i, new))
                     return True
@@ -295,12 +298,10 @@ class Spiller:
         mnemonic, _, s, load, store = plan
         view = info[2][s]
         if spills == 1:
-            out = list(new_ops)
-            out[k] = view
-            out = tuple(out)
+            out = new_ops[:k] + (view,) + new_ops[k + 1:]
         else:
             out = tuple([view if p is SPILLED else p for p in new_ops])
-        new = _instr((mnemonic, out, None, it[3], it[4], it[5]))
+        new = _instr((mnemonic, out) + it[2:])
         v = info[1]
         if load:
             move = v[1][s]
@@ -344,7 +345,10 @@ class Spiller:
             plan = _PLANS[key] = _make_plan(m, fast, key[1], True, key[3:])
         mnemonic, fold, actions, loads, store = plan
         out = list(new_ops)
+        nscratch = min(map(len, self.scratch_pools.values()))  # (the allocator gives every class as many)
         for k, kind, s, s2 in actions:
+            if s >= nscratch or s2 >= nscratch:
+                raise ScratchShortage(m)
             if kind == 1:
                 out[k] = regs_get(ops[k])[2][s]
             elif kind == 0:
@@ -360,6 +364,8 @@ class Spiller:
                 plan = _PLANS[key] = _make_plan(m, fast, key[1], False, key[3:])
             mnemonic, fold, actions, loads, store = plan
             for k, _, s, _ in actions:  # scratch registers only: folding needs no other address
+                if s >= nscratch:  # the value that was to be folded needs a scratch register too
+                    raise ScratchShortage(m)
                 out[k] = regs_get(ops[k])[2][s]
             new = _instr((mnemonic, tuple(out)) + it[2:])
         for a, s in loads:
@@ -422,7 +428,10 @@ class Spiller:
         for k in scratch:
             if keys[k][0] == cls:
                 taken += 1
-        n = scratch[j] = self.scratch_pools[cls][taken]
+        pool = self.scratch_pools[cls]
+        if taken >= len(pool):
+            raise ScratchShortage(cls)
+        n = scratch[j] = pool[taken]
         return n
 
     def fold_candidate(self, it: Instr, defs):
