@@ -14,6 +14,8 @@ import islpy as isl
 from .errors import Loc
 from .expr import Expr
 
+_SCHEDULE_MAPS: dict = {}  # see KernelModel.instruction_schedule_map
+
 
 @dataclass(frozen=True)
 class Argument:
@@ -199,10 +201,20 @@ class KernelModel:
         width = self.schedule_width() if width is None else width
         ins = self.instruction(iid)
         exprs = [d.expr for d in dims] + ["0"] * (width - len(dims))
+        # the legality checks ask for the same maps many times per compilation (each candidate schedule,
+        # each dependence): built once per (instruction domain, schedule row). isl objects are immutable.
+        key = (iid, tuple(exprs), tuple(ins.loops), id(ins.domain))
+        hit = _SCHEDULE_MAPS.get(key)
+        if hit is not None and hit[0] is ins.domain:
+            return hit[1]
         space = ins.domain.get_space()
         params = ", ".join(space.get_dim_name(isl.dim_type.param, k) for k in range(space.dim(isl.dim_type.param)))
         m = isl.Map(f"[{params}] -> {{ {ins.id}[{', '.join(ins.loops)}] -> [{', '.join(exprs)}] }}")
-        return m.intersect_domain(ins.domain)
+        m = m.intersect_domain(ins.domain)
+        if len(_SCHEDULE_MAPS) >= 512:
+            _SCHEDULE_MAPS.clear()
+        _SCHEDULE_MAPS[key] = (ins.domain, m)  # the domain kept alive, so its id is not reused
+        return m
 
     def schedule_map(self) -> isl.UnionMap:
         """The schedule as a union map restricted to the domains, padded with zeros to equal length."""

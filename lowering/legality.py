@@ -7,6 +7,8 @@ enclosing loop but in different iterations of this one.
 
 from __future__ import annotations
 
+import functools
+
 import islpy as isl
 
 from ..analysis import expr as E
@@ -94,14 +96,19 @@ def carried(model: KernelModel, name: str, *, allow_reductions: bool = False) ->
         d = where.get(dep.source)
         if d is None or where.get(dep.sink) != d:
             continue
-        t = [f"t{k}" for k in range(width)]
-        u = [f"u{k}" for k in range(width)]
-        same = " and ".join([f"t{k} = u{k}" for k in range(d)] + ["0 = 0"])
-        rel = isl.Map(f"{{ [{', '.join(t)}] -> [{', '.join(u)}] : {same} and (t{d} < u{d} or t{d} > u{d}) }}")
-        bad = _time_relation(model, dep, rel)
+        bad = _time_relation(model, dep, _carrying(width, d))
         if not bad.is_empty():
             return dep, bad
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _carrying(width: int, d: int) -> isl.Map:
+    """Pairs of schedule times equal before dimension d and different at d (isl objects are immutable)."""
+    t = [f"t{k}" for k in range(width)]
+    u = [f"u{k}" for k in range(width)]
+    same = " and ".join([f"t{k} = u{k}" for k in range(d)] + ["0 = 0"])
+    return isl.Map(f"{{ [{', '.join(t)}] -> [{', '.join(u)}] : {same} and (t{d} < u{d} or t{d} > u{d}) }}")
 
 
 def escaping(model: KernelModel, name: str, *, allow_reductions: bool = False) -> Dependence | None:
