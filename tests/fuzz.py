@@ -737,8 +737,11 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
     # float32 intermediates (relaxed under fastmath) bound the accuracy of float64 results too
     f32 = any(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in args)
 
+    def near(dt):  # the stated tolerance (fastmath, and the known last-bit divergences below)
+        return RTOL["float32"] if f32 else RTOL.get(dt, 1e-9)
+
     def rtol_of(dt):
-        return (RTOL["float32"] if f32 else RTOL.get(dt, 1e-9)) if loose else None
+        return near(dt) if loose else None
     if type(expected) is int and not -2**63 <= expected < 2**63:
         return Outcome("diverge", "python-int-overflow", f"Python returned an int of {expected.bit_length()} bits")
     diff = compare(got, expected, got_args, exp_args, rtol_of)
@@ -750,16 +753,12 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
     if diff and not loose and "math.hypot(" in inspect.getsource(fn):
         # CPython computes math.hypot with its own algorithm; polyjit calls libm's hypot (as np.hypot does),
         # which differs in the last bit now and then (README: math functions)
-        def near(dt):
-            return RTOL["float32"] if f32 else RTOL.get(dt, 1e-9)
         if not compare(got, expected, got_args, exp_args, near) or _ill_conditioned(
                 fn, args, got, expected, got_args, exp_args, near):
             return Outcome("diverge", "libm-hypot", diff)
     if diff and not loose and numpy_simd_math() and _FRACTIONAL_POWER.search(inspect.getsource(fn)):
         # on AVX-512 CPUs numpy computes `int ** float` (its power ufunc) with its own SIMD routine, which can
         # differ from libm's pow (what polyjit calls) in the last bit (README: math functions)
-        def near(dt):
-            return RTOL["float32"] if f32 else RTOL.get(dt, 1e-9)
         if not compare(got, expected, got_args, exp_args, near):
             return Outcome("diverge", "numpy-simd-pow", diff)
     if diff:
