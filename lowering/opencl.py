@@ -100,7 +100,7 @@ _HELPERS_FLOAT = """
 }}
 """
 _CHECK = """
-long pj_check(long i, long n, int code, __global int *err) {
+long pj_check(long i, long n, int code, int *err) {
     if (i < 0) i += n;
     if (i < 0 || i >= n) { *err = code; return 0; }
     return i;
@@ -111,6 +111,11 @@ long pj_check(long i, long n, int code, __global int *err) {
 class OpenCLEmitter:
     """Emits OpenCL C for a model and its loop tree; target variants override class attributes."""
 
+    # bounds checks set a private flag that reaches the global error word once, at the kernel's end (the
+    # guards' early returns come before any check): NVIDIA's compiler (driver 580) crashed on a select
+    # whose arm held a check storing to global memory (fuzz seed 1681, program 378)
+    ERROR_FLAG = "    int pj_bad = 0;"
+    ERROR_STORE = "    if (pj_bad) *pj_err = pj_bad;"
     keep_loops = False  # `#pragma unroll 1` on every loop (set while emitting a single-work-item kernel)
     restrict = ""
     indent_unit = "    "
@@ -227,7 +232,7 @@ class OpenCLEmitter:
         t = self.type_of(e.args[0]) if e.args else "float64"
         f = e.func
         if f == "_check":
-            return f"pj_check({args[0]}, {args[1]}, {args[2]}, pj_err)"
+            return f"pj_check({args[0]}, {args[1]}, {args[2]}, &pj_bad)"
         if f in ("min", "max"):  # Python's: the first of equals wins, NaN handling follows `<`
             out = args[0]
             for b in args[1:]:
@@ -320,7 +325,7 @@ class OpenCLEmitter:
 
     def kernel(self, name: str, nodes, dims: tuple[For, ...] = (), sums: tuple[int, ...] = ()) -> str:
         """`sums`: the phase_sums(dims) of an NDRange phase."""
-        out = [f"__kernel void {name}({self.params()})", "{"]
+        out = [f"__kernel void {name}({self.params()})", "{", self.ERROR_FLAG]
         for k, s in enumerate(self.slots):
             c = C_TYPES[self.types[s]]
             start = "0" if k in sums else f"*(__global {c} *)(pj_scal + {k})"
@@ -349,13 +354,13 @@ class OpenCLEmitter:
                 self.keep_loops = False
             for k, s in enumerate(self.slots):
                 out.append(f"    *(__global {C_TYPES[self.types[s]]} *)(pj_scal + {k}) = {s};")
-        out.append("}")
+        out += [self.ERROR_STORE, "}"]
         return "\n".join(out)
 
     def group_kernel(self, name: str, nest, boxes) -> str:
         """A work-group kernel (workgroups.py): group and local ids give the split loops' values; the
         loops between run in every work-item; `boxes` are copied to __local at their loop's iterations."""
-        out = [f"__kernel void {name}({self.params()})", "{"]
+        out = [f"__kernel void {name}({self.params()})", "{", self.ERROR_FLAG]
         for k, s in enumerate(self.slots):
             c = C_TYPES[self.types[s]]
             out.append(f"    {c} {s} = *(__global {c} *)(pj_scal + {k});")
@@ -392,7 +397,7 @@ class OpenCLEmitter:
             if barrier:  # nobody may overwrite the tile while others still read it
                 out.append(f"{pad}{self.indent_unit}barrier(CLK_LOCAL_MEM_FENCE);")
             out.append(f"{pad}}}")
-        out.append("}")
+        out += [self.ERROR_STORE, "}"]
         return "\n".join(out)
 
     def copy_in(self, b, group: int, depth: int) -> list[str]:

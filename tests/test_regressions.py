@@ -545,3 +545,23 @@ def test_compiles_from_several_threads_keep_the_quota_to_themselves():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def select_arm_reads(A, B, n):  # device fuzz seed 1681 program 378, reduced
+    for l in range(n):
+        for k in range(n):
+            A[l, k, k] = -(1.35 if k != l else B[n - 1 - k, k, 0] / (abs(k) + 1.0))
+
+
+@pytest.mark.parametrize("hints", [{}, {"parallel": "l"}])
+def test_bounds_checks_in_a_select_arm_store_the_error_once(hints):
+    """NVIDIA's OpenCL compiler (driver 580) segfaulted building a select whose arm read through a bounds
+    check that stored to the global error word; checks now set a private flag stored once at the end."""
+    k = polyjit.kernel(select_arm_reads, target="opencl", cache=False, **hints)
+    rng = np.random.default_rng(3)
+    check(k, rng.random((5, 5, 5)), rng.random((5, 5, 1)), 5)
+    source = k.inspect_opencl(rng.random((5, 5, 5)), rng.random((5, 5, 1)), 5)
+    assert "int *err)" in source and "__global int *err" not in source and "&pj_bad)" in source
+    assert source.count("if (pj_bad) *pj_err = pj_bad;") == source.count("__kernel void")
+    with pytest.raises(IndexError, match="out of bounds for array `B`"):
+        k(rng.random((4, 4, 4)), rng.random((3, 4, 1)), 4)
