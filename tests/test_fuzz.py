@@ -102,6 +102,37 @@ def test_runaway_python_int_is_a_known_divergence(monkeypatch):
     assert again.cls == "python-int-runaway"  # remembered: no second wait
 
 
+def doubles_into_a_float(A, n):  # device fuzz seed 1912 program 478, reduced
+    s = 0
+    for j in range(n):
+        for k in range(n):
+            for l in range(n):
+                s -= l - s
+            A[j - 1, j] = s
+
+
+def test_int_outgrowing_int64_inside_a_program_is_a_known_divergence(monkeypatch):
+    """`s -= l - s` doubles s 64 times; Python's int grew past int64 and reached A through a float32 store,
+    where compiled code had wrapped. Counted only where Python with every int wrapped to 64 bits gives the
+    compiled result exactly; a compiled result differing from that stays a mismatch."""
+    import polyjit
+
+    args = [np.zeros((4, 4), np.float32), 4]
+    o = fuzz.run_config(doubles_into_a_float, args, "native", None, False, {}, tolerant_math=False)
+    assert (o.status, o.cls) == ("diverge", "python-int-overflow")
+    real_kernel = polyjit.kernel
+
+    def one_ulp_off(fn, **kw):
+        def run(A, n):
+            real_kernel(fn, **kw)(A, n)
+            A[0, 1] = np.nextafter(A[0, 1], np.inf)
+        return run
+    monkeypatch.setattr(polyjit, "kernel", one_ulp_off)
+    o = fuzz.run_config(doubles_into_a_float, [np.zeros((4, 4), np.float32), 4], "native", None, False, {},
+                        tolerant_math=False)
+    assert (o.status, o.cls) == ("fail", "mismatch")
+
+
 def int_pow(a, out, n):
     for i in range(n):
         out[i] = abs(a[i]) ** 1.5
