@@ -14,7 +14,7 @@ range simply continues to the earlier definition (no bitset update here).
 
 from __future__ import annotations
 
-from collections import Counter
+from operator import itemgetter
 
 from .effects import COPY_MNEMONICS, is_register_copy, is_zero_idiom, plain_shapes, register_effects
 from .forms import EVEX_MNEMONICS, FORMS
@@ -22,6 +22,7 @@ from .operands import GP, KREG, RIP, XMM, YMM, ZMM, Bind, Instr, Label, Mem, Reg
 
 CLS = {GP: "gp", XMM: "vec", YMM: "vec", ZMM: "vec", KREG: "k"}
 _VEC = (XMM, YMM, ZMM)
+_SIZE = itemgetter(1)  # a register's view size
 
 
 def _is_branch(it) -> bool:
@@ -81,7 +82,9 @@ def _needs_low_vector(ins: Instr) -> bool:
 
 FAST_SHAPES: dict = {}  # mnemonic -> by operand count (0-15): (reads operand 0, writes operand 0, maybe a zero
 #                         idiom, maybe a register copy, the form's one-value spill plans by int key: spill.py,
-#                         operand 0's mode as one int for the liveness walk: 0 read, 1 written, 2 both)
+#                         operand 0's mode as one int for the liveness walk: 0 read, 1 written, 2 both, plus
+#                         3 for a mnemonic that may be a zero idiom,
+#                         whether the walk looks further: a copy, or a mnemonic that may need registers 0-15)
 #                         or None where an instruction has no operands, implicit registers or operand-dependent
 #                         effects, or is a branch, return or call
 
@@ -94,7 +97,9 @@ def fast_shapes(m: str) -> tuple:
     shapes = plain_shapes(m)
     copy = m in COPY_MNEMONICS
     fast = FAST_SHAPES[m] = (None,) + tuple(None if s is None or s[3] or s[4] or s[5] or not (s[0] or s[1])
-                                            else (s[0], s[1], s[2], copy, {}, 2 if s[0] and s[1] else int(s[1]))
+                                            else (s[0], s[1], s[2], copy, {},
+                                                  (2 if s[0] and s[1] else int(s[1])) + 3 * s[2],
+                                                  copy or m in _LOW_CANDIDATES)
                                             for s in shapes[1:]) + (None,) * 10
     return fast
 
@@ -102,7 +107,7 @@ def fast_shapes(m: str) -> tuple:
 class Analysis:
     """What the allocator needs to know about a program (see the module docstring)."""
 
-    __slots__ = ("keys", "index", "ids", "masks", "events", "sizes", "wide", "needs_low", "hints", "copies",
+    __slots__ = ("keys", "index", "ids", "masks", "counts", "sizes", "wide", "needs_low", "hints", "copies",
                  "rets", "defined", "calls", "live_in")
 
     def value(self, r):
@@ -113,8 +118,7 @@ class Analysis:
     def weights(self) -> list:
         """Spill weight of each value: reads and writes per live position (each costs a reload or
         store once spilled)."""
-        count = Counter(self.events)
-        return [count[j] / (m.bit_count() or 1) for j, m in enumerate(self.masks)]
+        return [c / (m.bit_count() or 1) for c, m in zip(self.counts, self.masks)]
 
 
 def _hint(it, i, ids, copies, hints) -> None:
@@ -150,19 +154,16 @@ def analyse(items, avx512: bool) -> Analysis:
     keys: list = []
     masks: list = []
     sizes: dict = {}
-    wide = False
 
     def new_value(r):
-        nonlocal wide
         key = (CLS[r[0]], r[2], r[3])
         j = index.get(key)
         if j is None:
             j = index[key] = len(keys)
             keys.append(key)
             masks.append(0)
+            counts.append(0)
         ids[r] = j
-        if r[1] > 16:  # whether any view is wider than xmm
-            wide = True
         if r[3] and sizes.get(r[2], 0) < r[1]:  # the widest view of each virtual
             sizes[r[2]] = r[1]
         return j
@@ -173,8 +174,7 @@ def analyse(items, avx512: bool) -> Analysis:
     rets: list = []
     needs_low: set = set()
     calls = False
-    events: list = []       # the value of every read and write (spill weights count them)
-    event = events.append
+    counts: list = []       # reads and writes of each value (spill weights)
     blocks: list = []       # in reverse order: (start, end, gen, kill, last definition of each value)
     label_blocks: dict = {}
     ends: dict = {}         # value -> last use position in the block after the walk's position
@@ -182,87 +182,89 @@ def analyse(items, avx512: bool) -> Analysis:
     ends_pop, ends_setdefault, lastdef_setdefault = ends.pop, ends.setdefault, lastdef.setdefault
     fast_get = FAST_SHAPES.get
     cur_end = len(items)
-    for i, it in zip(range(len(items) - 1, -1, -1), reversed(items)):
+    # the walk goes by definition position (2i + 1); fewer lines per instruction count here: every line
+    # of this loop runs for every instruction of every function
+    for pos, use, it in zip(range(2 * cur_end - 1, 0, -2), range(2 * cur_end - 2, -1, -2), reversed(items)):
         if type(it) is not Instr:
             if type(it) is Bind:  # always closes a non-empty block: it belongs to it
-                _close(blocks, masks, i, cur_end, ends, lastdef)
-                cur_end = i
+                _close(blocks, masks, pos >> 1, cur_end, ends, lastdef)
+                cur_end = pos >> 1
                 label_blocks[it.label] = len(blocks) - 1
             continue
         m, ops, mask, zero, extra_uses, extra_defs = it
         fast = (fast_get(m) or fast_shapes(m))[len(ops)]
-        pos = 2 * i + 1
         if fast is not None and mask is None and not zero and not extra_uses and not extra_defs:
             # explicit operands only: no list of effects
             first = ops[0]
-            if fast[2] and is_zero_idiom(it):  # ``vxorpd x, x, x``: a definition of operand 0 only
-                j = ids_get(first)
-                if j is None:
-                    j = new_value(first)
-                masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
-                lastdef_setdefault(j, pos)
-                event(j)
-                if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it) and first[3] and first[0] in _VEC:
-                    needs_low.add(first[2])
-                continue
+            mode = fast[5]
+            if mode > 2:  # a zero-idiom mnemonic
+                if is_zero_idiom(it):  # ``vxorpd x, x, x``: a definition of operand 0 only
+                    j = ids_get(first)
+                    if j is None:
+                        j = new_value(first)
+                    masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+                    lastdef_setdefault(j, pos)
+                    counts[j] += 1
+                    if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it) and first[3] and first[0] in _VEC:
+                        needs_low.add(first[2])
+                    continue
+                mode -= 3
             if type(first) is Reg:
                 j = ids_get(first)
                 if j is None:
                     j = new_value(first)
                 # read and written (or written from itself, ``vaddpd a, a, b``): the live range only
                 # continues through here, no mask update; written only: a range starts here
-                mode = fast[5]
                 if mode == 2:
                     ends_setdefault(j, pos)
                     lastdef_setdefault(j, pos)
-                    event(j)
-                    event(j)
+                    counts[j] += 2
                     ops = ops[1:]
                 elif not mode:
-                    ends_setdefault(j, pos - 1)
-                    event(j)
+                    ends_setdefault(j, use)
+                    counts[j] += 1
                     ops = ops[1:]
                 elif len(ops) > 1 and ops[1] is first:
                     ends_setdefault(j, pos)
                     lastdef_setdefault(j, pos)
-                    event(j)
-                    event(j)
+                    counts[j] += 2
                     ops = ops[2:]
                 else:
                     masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
                     lastdef_setdefault(j, pos)
-                    event(j)
+                    counts[j] += 1
                     ops = ops[1:]
-            pos -= 1
             for op in ops:
                 if type(op) is Reg:
                     j = ids_get(op)
                     if j is None:
                         j = new_value(op)
-                    ends_setdefault(j, pos)
-                    event(j)
+                    ends_setdefault(j, use)
+                    counts[j] += 1
                 elif type(op) is Mem:
                     r = op[0]
                     if r is not None and r[0] != RIP:
                         j = ids_get(r)
                         if j is None:
                             j = new_value(r)
-                        ends_setdefault(j, pos)
-                        event(j)
+                        ends_setdefault(j, use)
+                        counts[j] += 1
                     r = op[1]
                     if r is not None:
                         j = ids_get(r)
                         if j is None:
                             j = new_value(r)
-                        ends_setdefault(j, pos)
-                        event(j)
-            if fast[3] and is_register_copy(it):
-                _hint(it, i, ids, copies, hints)
-            if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it):
-                uses, defs = register_effects(it)
-                needs_low.update(r.num for r in uses + defs if r.virtual and r.kind in _VEC)
+                        ends_setdefault(j, use)
+                        counts[j] += 1
+            if fast[6]:  # a register copy (a coalescing hint) or an instruction that may need registers 0-15
+                if fast[3] and is_register_copy(it):
+                    _hint(it, pos >> 1, ids, copies, hints)
+                if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it):
+                    uses, defs = register_effects(it)
+                    needs_low.update(r.num for r in uses + defs if r.virtual and r.kind in _VEC)
             continue
         # branches, calls, returns and everything else FAST_SHAPES has no shape for
+        i = pos >> 1
         c = m[0]
         if c == "j" or m == "ret":
             if c == "r":
@@ -279,14 +281,13 @@ def analyse(items, avx512: bool) -> Analysis:
                 j = new_value(r)
             masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
             lastdef_setdefault(j, pos)
-            event(j)
-        pos -= 1
+            counts[j] += 1
         for r in uses:
             j = ids_get(r)
             if j is None:
                 j = new_value(r)
-            ends_setdefault(j, pos)
-            event(j)
+            ends_setdefault(j, use)
+            counts[j] += 1
         if m in COPY_MNEMONICS and is_register_copy(it):
             _hint(it, i, ids, copies, hints)
         if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it):
@@ -327,7 +328,8 @@ def analyse(items, avx512: bool) -> Analysis:
             low = lo & -lo
             masks[low.bit_length() - 1] |= whole
             lo ^= low
-    a.keys, a.index, a.ids, a.masks, a.events = keys, index, ids, masks, events
+    a.keys, a.index, a.ids, a.masks, a.counts = keys, index, ids, masks, counts
+    wide = max(map(_SIZE, ids), default=0) > 16  # whether any view is wider than xmm
     a.sizes, a.wide, a.needs_low, a.hints, a.copies, a.rets = sizes, wide, needs_low, hints, copies, rets
     a.defined, a.calls, a.live_in = defined, calls, live_in
     return a

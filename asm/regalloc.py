@@ -295,6 +295,8 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
     steps: list = []  # (index of the original item it implements or -1, emitted item)
     step = steps.append
     rets = []         # step positions of the returns: the epilogue goes before each
+    # the loop's common case (no spilled operand, no mask) runs for every instruction: few lines there
+    new_tuple = tuple.__new__
     for i, it in enumerate(items):
         if type(it) is not Instr:
             step((i, it))
@@ -320,18 +322,18 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
                 step((i, it))
                 continue
             new_ops, touched = ops, False
-        mask = it[2]
+        m, _, mask, zero, extra_uses, extra_defs = it
         if mask is not None and mask[3]:
             mask = substitute(mask)
             touched = touched or (spilled and mask is _SPILLED)
         if touched:
-            fast = (FAST_SHAPES.get(it[0]) or fast_shapes(it[0]))[n] if n < 16 else None
-            if fast is None or mask is not None or it[3] or it[4] or it[5]:
+            fast = (FAST_SHAPES.get(m) or fast_shapes(m))[n] if n < 16 else None
+            if fast is None or mask is not None or zero or extra_uses or extra_defs:
                 spill.rewrite(i, it, steps)
             elif not spill.rewrite_one_value(i, it, new_ops, fast, steps):
                 spill.rewrite_simple(i, it, new_ops, fast, steps)
             continue
-        new = _instr((it[0], new_ops, mask, it[3], it[4], it[5]))
+        new = new_tuple(Instr, (m, new_ops, mask, zero, extra_uses, extra_defs))  # an Instr, no partial call
         step((i, Elided(new) if i in copies and new_ops[0] == new_ops[1] else new))
     if len(rets) != len(a.rets):  # a return with operands: find them by origin
         ret_items = set(a.rets)

@@ -31,8 +31,10 @@ _RSP = Reg(GP, 8, 4)
 _VEC_KINDS = ("xmm", "ymm", "zmm")
 _PHYS: dict = {}
 _MOVES: dict = {}  # (class, register number, slot, vector move, load) -> spill load or store
-_VIEW_SPILLS: dict = {}  # (view kind, view size, slot, scratch pool) -> (plan code, scratch views, slot operand)
+_VIEW_SPILLS: dict = {}  # (view kind, view size, slot, scratch pool, vector move) -> (plan code, scratch views,
+#                         slot operand, load and store steps through scratch 0)
 _instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
+_new = tuple.__new__  # _new(Instr, fields): the same without the partial's call (hottest paths)
 _mem = partial(tuple.__new__, Mem)  # Mem from a 7-tuple whose fields were validated already
 
 SPILLED = ("spilled",)  # the allocator's operand map value for operands over spilled values (a 1-tuple:
@@ -193,9 +195,21 @@ def _single_plan(m, fast, key, n):
     return mnemonic, fold >= 0, actions[0][2], bool(loads), store is not None
 
 
+def _one_value_plan(m, fast, key, n):
+    """The one-value path's plan for ``key`` (see ``_single_plan``): (mnemonic, folds, loads, stores, plan
+    with NO_FOLD or None).  Without folding the value always gets scratch 0 (its load and store are cached
+    in the register's entry: ``Spiller._reg``)."""
+    mnemonic, folds, s, load, store = _single_plan(m, fast, key, n)
+    if folds:
+        return mnemonic, True, False, False, _one_value_plan(m, fast, key | NO_FOLD, n)
+    assert s == 0
+    return mnemonic, False, load, store, None
+
+
 def _unfoldable(key, new) -> bool:
     """Whether ``new`` (a spilled register folded into its slot) has no encoding, cached by ``key``: the
-    single plan's key, the other operands and the view's size (the slot's offset does not matter)."""
+    single plan's key, the other operands and the view's size (the slot's offset does not matter), or
+    ``new`` itself (plans over several values)."""
     unfoldable = _UNFOLDABLE.get(key)
     if unfoldable is None:
         if len(_UNFOLDABLE) > 100_000:  # many distinct immediates: start over rather than grow forever
@@ -212,9 +226,11 @@ class Spiller:
         self.value, self.slots, self.scratch_pools = a.value, slots, scratch_pools
         self.operand_map, self.substitute = operand_map, substitute
         self.vec_move = "movups" if program.isa == "sse2" else "vmovups"
+        self.nscratch = min(map(len, scratch_pools.values()))  # (the allocator gives every class as many)
         self.slot_mems: dict = {}
         self.values: dict = {}  # spilled value id -> [key, loads by scratch index, stores by scratch index]
-        self.regs: dict = {}    # spilled register view -> (code, value entry, scratch views, slot operand)
+        self.regs: dict = {}    # spilled register view -> (code, value entry, scratch views, slot operand,
+        #                         load and store steps through scratch 0)
         self.addrs: dict = {}   # (address over a spilled register, scratch indices) -> address after allocation
 
     # ---- plans: instructions of FAST_SHAPES ------------------------------------------------------------
@@ -223,20 +239,27 @@ class Spiller:
         if j is None:
             j = self.value(op)
         key = self.keys[j]
-        cls = key[0]
         slot = self.slots[key]
         v = self.values.get(j)
         if v is None:
             v = self.values[j] = [key, [None, None, None], [None, None, None]]
-        pool = self.scratch_pools[cls]
-        cache_key = (op[0], op[1], slot, pool)
+        pool = self.scratch_pools[key[0]]
+        cache_key = (op[0], op[1], slot, pool, self.vec_move)
         spills = _VIEW_SPILLS.get(cache_key)
         if spills is None:
             off, size = slot
+            cls = key[0]
             code = 8 * (1 + _CLASSES.index(cls) + 3 * ((op[1] == size) + 2 * (op[0] == GP and op[1] < 4)))
-            spills = _VIEW_SPILLS[cache_key] = (code, tuple(phys(op, n) for n in pool),
-                                                _mem((_RSP, None, 1, off, op[1], 0, None)))
-        info = self.regs[op] = (spills[0], v, spills[1], spills[2])
+            views = tuple(phys(op, n) for n in pool)
+            spills = _VIEW_SPILLS[cache_key] = (code, views, _mem((_RSP, None, 1, off, op[1], 0, None)),
+                                                (-1, spill_move(key, pool[0], slot, self.vec_move, True)),
+                                                (-1, spill_move(key, pool[0], slot, self.vec_move, False)))
+        # the same steps for every view of the value (the general path may have made one of them already)
+        if v[1][0] is None:
+            v[1][0] = spills[3]
+        if v[2][0] is None:
+            v[2][0] = spills[4]
+        info = self.regs[op] = (spills[0], v, spills[1], spills[2], v[1][0], v[2][0])
         return info
 
     def _code(self, op, values, vinfos):
@@ -260,56 +283,49 @@ class Spiller:
     def rewrite_one_value(self, i, it, new_ops, fast, steps) -> bool:
         """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) when its
         spilled operands are one register view (the common case), from a plan in ``fast[4]`` keyed by an int
-        (no per-operand codes); False (nothing emitted) otherwise."""
-        k = new_ops.index(SPILLED)
+        (no per-operand codes); False (nothing emitted) otherwise.  Runs for most instructions touching
+        spilled values: each line here counts."""
         ops = it[1]
+        k = new_ops.index(SPILLED)
         op = ops[k]
         info = self.regs.get(op)
         if info is None:
             if type(op) is not Reg:
                 return False
             info = self._reg(op)
-        spills = 1 if SPILLED not in new_ops[k + 1:] else new_ops.count(SPILLED)
+        spills = new_ops.count(SPILLED)
         if spills == 1:
             key = info[0] | 128 << k
         elif ops.count(op) == spills:  # an unspilled operand never equals a spilled register view
             key = info[0]
-            for j in range(len(ops)):
+            for j in range(k, len(ops)):
                 if new_ops[j] is SPILLED:
                     key |= 128 << j
         else:
             return False
         if fast[2] and is_zero_idiom(it):
             key |= ZERO_IDIOM
-        plans = fast[4]
-        plan = plans.get(key)
+        plan = fast[4].get(key)
         if plan is None:
-            plan = plans[key] = _single_plan(it[0], fast, key, len(ops))
+            plan = fast[4][key] = _one_value_plan(it[0], fast, key, len(ops))
         if plan[1]:  # fold into the slot: only without another address and where the form encodes
             if Mem not in map(type, new_ops):
-                new = _instr((plan[0], new_ops[:k] + (info[3],) + new_ops[k + 1:]) + it[2:])
+                new = _new(Instr, (plan[0], new_ops[:k] + (info[3],) + new_ops[k + 1:]) + it[2:])
                 if not _unfoldable((it[0], key, new_ops, op[1]), new):
                     steps.append((i, new))
                     return True
-            key |= NO_FOLD
-            plan = plans.get(key)
-            if plan is None:
-                plan = plans[key] = _single_plan(it[0], fast, key, len(ops))
-        mnemonic, _, s, load, store = plan
-        view = info[2][s]
+            plan = plan[4]  # the plan without folding
+        view = info[2][0]
         if spills == 1:
             out = new_ops[:k] + (view,) + new_ops[k + 1:]
         else:
             out = tuple([view if p is SPILLED else p for p in new_ops])
-        new = _instr((mnemonic, out) + it[2:])
-        v = info[1]
-        if load:
-            move = v[1][s]
-            steps.append(move if move is not None else self._value_move(v, s, view[2], True))
-        steps.append((i, Elided(new) if i in self.copies and out[0] == out[1] else new))
-        if store:
-            move = v[2][s]
-            steps.append(move if move is not None else self._value_move(v, s, view[2], False))
+        new = _new(Instr, (plan[0], out) + it[2:])
+        if plan[2]:
+            steps.append(info[4])
+        steps.append((i, Elided(new) if fast[3] and i in self.copies and out[0] == out[1] else new))
+        if plan[3]:
+            steps.append(info[5])
         return True
 
     def rewrite_simple(self, i, it, new_ops, fast, steps):
@@ -345,7 +361,7 @@ class Spiller:
             plan = _PLANS[key] = _make_plan(m, fast, key[1], True, key[3:])
         mnemonic, fold, actions, loads, store = plan
         out = list(new_ops)
-        nscratch = min(map(len, self.scratch_pools.values()))  # (the allocator gives every class as many)
+        nscratch = self.nscratch
         for k, kind, s, s2 in actions:
             if s >= nscratch or s2 >= nscratch:
                 raise ScratchShortage(m)
@@ -356,7 +372,7 @@ class Spiller:
             else:
                 out[k] = self._address(ops[k], s, s2)
         new = _instr((mnemonic, tuple(out)) + it[2:])
-        if fold >= 0 and not has_form(new):  # no memory form there: scratch registers only
+        if fold >= 0 and _unfoldable(new, new):  # no memory form there: scratch registers only
             codes[2] = False
             key = tuple(codes)
             plan = _PLANS.get(key)

@@ -176,6 +176,25 @@ def test_fused_liveness_matches_an_instruction_level_dataflow():
         check_allocation(prog, allocate(prog))
 
 
+
+def test_spill_weight_counts_match_the_register_effects():
+    """The walk's per-value read/write counts (spill weights) equal a count over ``register_effects``: a
+    read-and-written operand counts twice, a zero idiom once, address registers once each."""
+    functions = [build_function(**kw) for kw in ({}, {"isa": "avx512", "nvec": 40})]
+    rng = random.Random(11)
+    functions += [_random_program(rng) for _ in range(20)]
+    for f in functions:
+        prog = f.program()
+        a = analyse(prog.items, prog.isa == "avx512")
+        expected = [0] * len(a.keys)
+        for it in prog.items:
+            if type(it) is Instr:
+                uses, defs = register_effects(it)
+                for r in uses + defs:
+                    expected[a.value(r)] += 1
+        assert a.counts == expected
+
+
 def _pressure_program(seed: int, isa: str):
     """More live values than registers, with the operand shapes the spill plans distinguish: folds with and
     without a memory form, one value twice, spilled address registers, narrow GP writes, zero idioms,

@@ -169,3 +169,39 @@ def test_returns_with_operands_get_the_epilogue():
     assert [it.mnemonic for it in items].count("ret") == 1
     assert items[-2].mnemonic == "vzeroupper"
     check_allocation(prog, alloc)
+
+
+def test_a_value_read_by_the_general_path_before_any_planned_rewrite():
+    """A spilled value whose first rewritten instruction is a general-path read (its load through scratch 0
+    made there, no store yet) and which a one-value plan then reads and writes: the plan finds both moves
+    (regression: the store step was taken from an entry the general path had only half filled)."""
+    import numpy as np
+
+    f = Function("use_before_def", args=[("x", "double*")], ret="double", isa="sse2")
+    (x,) = f.args
+    vs = [f.xmm() for _ in range(22)]
+    t = f.xmm()
+    define, use, end = f.label("define"), f.label("use"), f.label("end")
+    f.jmp(define)
+    f.bind(use)  # laid out before the definitions: the reads below are each value's first rewrite
+    f.xorpd(t, t)
+    for v in vs:
+        f.movsd(t, v)   # register movsd merges (operand-dependent effects): the general path
+    for v in vs:
+        f.addsd(v, t)   # read and written, legacy SSE (no folding): the one-value plan
+    f.jmp(end)
+    f.bind(define)
+    for j, v in enumerate(vs):
+        f.movsd(v, Mem(x, disp=8 * j, size=8))
+    f.jmp(use)
+    f.bind(end)
+    for v in vs:
+        f.addsd(t, v)
+    f.ret(t)
+    prog = f.program()
+    alloc = allocate(prog)
+    assert alloc.spilled
+    check_allocation(prog, alloc)
+    xs = np.arange(1.0, 23.0)
+    expected = xs[-1] + sum(xs + xs[-1])
+    assert f.compile()(xs) == expected
