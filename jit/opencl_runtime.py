@@ -15,6 +15,7 @@ _lock = threading.Lock()
 _state: dict = {}
 BUILD_OPTIONS = ("-cl-fp32-correctly-rounded-divide-sqrt",)
 FAST_OPTIONS = ("-cl-fast-relaxed-math", "-cl-mad-enable")
+UNIT_OPTIONS = ("-D", "PJ_UNIT_STRIDE")  # every array's last stride is 1: a constant, not an argument
 # NVIDIA's ptxas (driver 580) miscompiles some single-work-item loops above opt level 0: an induction
 # pointer is taken for its start value (fuzz seed 413 program 26 read A[j] for A[0]). A phase that runs on
 # one work-item gains nothing from the optimizer worth that risk; parallel phases keep the default level.
@@ -58,22 +59,24 @@ def device_identity() -> tuple:
     return (d.platform.name, d.platform.version, d.name, d.driver_version, d.version)
 
 
-def build_options(fastmath: bool, sequential: bool = False) -> tuple:
-    """The compiler options of a program; `sequential` for the phases that run on one work-item."""
-    options = BUILD_OPTIONS + (FAST_OPTIONS if fastmath else ())
+def build_options(fastmath: bool, sequential: bool = False, unit: bool = False) -> tuple:
+    """The compiler options of a program; `sequential` for the phases that run on one work-item; `unit`
+    for the variant whose arrays all have unit stride in their last axis (the source's PJ_LAST macro)."""
+    options = BUILD_OPTIONS + (FAST_OPTIONS if fastmath else ()) + (UNIT_OPTIONS if unit else ())
     if sequential:
         vendor = context_and_queue()[0].devices[0].platform.name
         options += next((extra for name, extra in SEQUENTIAL_OPTIONS.items() if name in vendor), ())
     return options
 
 
-def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = None, sequential: bool = False):
+def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = None, sequential: bool = False,
+          unit: bool = False):
     ctx, _ = context_and_queue()
     device = ctx.devices[0]
     if needs_fp64 and "cl_khr_fp64" not in device.extensions and not device.double_fp_config:
         raise PolyjitError(f"OpenCL device {device.name!r} lacks cl_khr_fp64, which float64 kernels need; "
                            "use float32 arrays or another device (POLYJIT_OPENCL_DEVICE)")
-    options = build_options(fastmath, sequential)
+    options = build_options(fastmath, sequential, unit)
     key = (device.int_ptr, source, options)
     with _lock:
         prg = _state.setdefault("programs", {}).get(key)
@@ -174,22 +177,35 @@ class OpenCLKernel:
         ns: dict = {}
         exec(compile(spec.check_source, f"<polyjit checks {spec.name}>", "exec"), ns)
         self.checks = ns["pj_checks"]
-        # one program per kind of phase (one work-item or an NDRange): on some vendors they build differently
-        self.programs = {one: build(spec.source, spec.fastmath, spec.needs_fp64, (binaries or {}).get(one), one)
-                         for one in sorted({p[1] is None for p in spec.phases})}
-        self.kernels = [_cl().Kernel(self.programs[p[1] is None], p[0]) for p in spec.phases]
         self.local = [p[2] if len(p) > 2 else None for p in spec.phases]
         self.sums = [p[3] if len(p) > 3 else () for p in spec.phases]
-        for knl, local in zip(self.kernels, self.local):
-            if local is not None:
-                _check_group_size(knl, local)
+        self.saved = {k: v for k, v in (binaries or {}).items() if isinstance(k, tuple)}
+        self.programs: dict = {}  # (one work-item?, unit strides?) -> program
+        self.variants: dict = {}  # unit strides? -> the phases' kernels
+        self.kernels = self.variant(True)  # the common case is built at once; the general one when needed
         self.arg_index = {a[0]: k for k, a in enumerate(spec.arguments)}
         self.dtypes = {a[0]: a[2] for a in spec.arguments}
         names = ", ".join(p[0] for p in spec.params) or "*_"
         self.trip = [None if p[1] is None else eval(f"lambda {names}: {p[1]}") for p in spec.phases]
 
+    def variant(self, unit: bool) -> list:
+        """The phases' kernels, built for arrays of unit last stride (`unit`) or of any strides. Programs are
+        per kind of phase (one work-item or an NDRange): on some vendors they build differently."""
+        kernels = self.variants.get(unit)
+        if kernels is None:
+            spec = self.spec
+            for one in sorted({p[1] is None for p in spec.phases}):
+                self.programs[one, unit] = build(spec.source, spec.fastmath, spec.needs_fp64,
+                                                 self.saved.get((one, unit)), one, unit)
+            kernels = [_cl().Kernel(self.programs[p[1] is None, unit], p[0]) for p in spec.phases]
+            for knl, local in zip(kernels, self.local):
+                if local is not None:
+                    _check_group_size(knl, local)
+            self.variants[unit] = kernels
+        return kernels
+
     def binaries(self) -> dict:
-        return {one: prg.get_info(_cl().program_info.BINARIES)[0] for one, prg in self.programs.items()}
+        return {key: prg.get_info(_cl().program_info.BINARIES)[0] for key, prg in self.programs.items()}
 
     def payload(self) -> dict:
         return {"kind": "opencl", "spec": self.spec, "binaries": self.binaries()}
@@ -209,6 +225,7 @@ class OpenCLKernel:
         copies = []  # (host array, device buffer, staged copy or None)
         roots: dict[int, tuple] = {}
         pvals = dict(zip((p[0] for p in spec.params), params))
+        unit = True  # every array's last axis has stride 1 (or at most one element)
         for name in spec.arrays:
             if name in spec.temporaries:
                 dtype, tshape = spec.temporaries[name]
@@ -222,6 +239,7 @@ class OpenCLKernel:
             item = x.dtype.itemsize
             if is_device_array(x):
                 kargs += [x.base_data, *x.shape, *(s // item for s in x.strides), x.offset // item]
+                unit = unit and (x.ndim == 0 or x.shape[-1] <= 1 or x.strides[-1] == item)
                 continue
             if name in spec.written and not x.flags.writeable:
                 raise ValueError(f"argument `{name}` is read-only, but the kernel assigns to it")
@@ -245,6 +263,7 @@ class OpenCLKernel:
                 copies.append((x, buf, root if not direct else None, root))
             strides = x.strides if direct else root.strides
             kargs += [buf, *x.shape, *(s // item for s in strides), offset // item]
+            unit = unit and (x.ndim == 0 or x.shape[-1] <= 1 or strides[-1] == item)
         for name in spec.scalars:
             dt = self.dtypes[name]
             kargs.append(np.dtype("uint8" if dt == "bool" else dt).type(args[self.arg_index[name]]))
@@ -256,7 +275,7 @@ class OpenCLKernel:
         kargs += [scal_buf, err_buf, no_part]
         kargs = [np.int64(v) if isinstance(v, (int, np.integer)) and not isinstance(v, np.generic) else v
                  for v in kargs]
-        for knl, trip, local, sums in zip(self.kernels, self.trip, self.local, self.sums):
+        for knl, trip, local, sums in zip(self.variant(unit), self.trip, self.local, self.sums):
             size = trip(*params) if trip is not None else (1,)
             if min(size) > 0:
                 if not sums:

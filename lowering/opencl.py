@@ -99,6 +99,16 @@ _HELPERS_FLOAT = """
     return mod;
 }}
 """
+# the last axis' stride: the constant 1 in the program variant built for arrays that all have unit last
+# strides (the runtime picks the variant per call), else the argument (simpler address arithmetic: GPUs
+# reach more of their memory bandwidth)
+_LAST_STRIDE = """
+#ifdef PJ_UNIT_STRIDE
+#define PJ_LAST(stride) 1
+#else
+#define PJ_LAST(stride) (stride)
+#endif
+"""
 _CHECK = """
 long pj_check(long i, long n, int code, int *err) {
     if (i < 0) i += n;
@@ -175,8 +185,13 @@ class OpenCLEmitter:
                 rel = f"(({self.expr(i)}) - pj_{e.array}_o{d})"
                 flat = rel if flat is None else f"({flat} * {box.sizes[d]} + {rel})"
             return f"pj_{e.array}_loc[{flat}]"
-        terms = [f"{e.array}_off"] + [f"({self.expr(i)}) * {e.array}_stride{d}" for d, i in enumerate(e.indices)]
+        terms = [f"{e.array}_off"] + [f"({self.expr(i)}) * {self.stride(e.array, d, len(e.indices))}"
+                                      for d, i in enumerate(e.indices)]
         return f"{e.array}[{' + '.join(terms)}]"
+
+    @staticmethod
+    def stride(array: str, d: int, ndim: int) -> str:
+        return f"PJ_LAST({array}_stride{d})" if d == ndim - 1 else f"{array}_stride{d}"
 
     def expr_Cast(self, e):
         inner = e.operand
@@ -411,7 +426,7 @@ class OpenCLEmitter:
             out.append(f"{pad}    const long pj_x{d} = pj_{a}_o{d} + ({rest}) % {b.sizes[d]};")
             rest = f"({rest}) / {b.sizes[d]}"
             conds.append(f"pj_x{d} >= 0 && pj_x{d} < {a}_shape{d}")
-            terms.append(f"pj_x{d} * {a}_stride{d}")
+            terms.append(f"pj_x{d} * {self.stride(a, d, len(b.sizes))}")
         out.append(f"{pad}    if ({' && '.join(reversed(conds))}) pj_{a}_loc[pj_e] = {a}[{' + '.join(terms)}];")
         out.append(f"{pad}}}")
         return out
@@ -422,7 +437,7 @@ class OpenCLEmitter:
             parts.append("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
         if not self.model.fastmath:
             parts.append("#pragma OPENCL FP_CONTRACT OFF")
-        parts.append(_CHECK)
+        parts += [_LAST_STRIDE, _CHECK]
         ints = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
         floats = ["float32"] + (["float64"] if needs_fp64 else [])
         for t in ints:

@@ -393,16 +393,17 @@ def test_one_work_item_phases_build_with_their_own_options(monkeypatch):
     built = []
     original = rt.build
 
-    def spy(source, fastmath, needs_fp64, binary=None, sequential=False):
-        built.append((sequential, rt.build_options(fastmath, sequential)))
-        return original(source, fastmath, needs_fp64, binary, sequential)
+    def spy(source, fastmath, needs_fp64, binary=None, sequential=False, unit=False):
+        built.append((sequential, rt.build_options(fastmath, sequential, unit)))
+        return original(source, fastmath, needs_fp64, binary, sequential, unit)
 
     monkeypatch.setattr(rt, "build", spy)
     k = polyjit.kernel(one_item_then_ndrange, target="opencl", parallel="j", cache=False)
     A, B = np.arange(7, dtype=np.int64), np.arange(7, dtype=np.float64)
     check(k, A, B, 7)
-    assert sorted(built) == [(False, rt.BUILD_OPTIONS), (True, rt.BUILD_OPTIONS + ("-cl-opt-disable",))]
-    assert sorted(k.specialize(A, B, 7).binaries()) == [False, True]
+    unit = rt.UNIT_OPTIONS
+    assert sorted(built) == [(False, rt.BUILD_OPTIONS + unit), (True, rt.BUILD_OPTIONS + unit + ("-cl-opt-disable",))]
+    assert sorted(k.specialize(A, B, 7).binaries()) == [(False, True), (True, True)]
     check(polyjit.kernel(nvidia_induction_pointer, target="opencl", cache=False),
           np.array([1, -1, -4], dtype=np.int32), 3)
 
