@@ -90,6 +90,15 @@ def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = 
     return prg
 
 
+def _unused_buffer(ctx):
+    """A small buffer that no kernel reads or writes, passed where a kernel's parameter goes unused."""
+    with _lock:
+        buf = _state.get("unused")
+        if buf is None or buf.context != ctx:
+            buf = _state["unused"] = _cl().Buffer(ctx, _cl().mem_flags.READ_WRITE, 8)
+        return buf
+
+
 def _check_group_size(knl, local: tuple) -> None:
     """A clear error instead of CL_INVALID_WORK_GROUP_SIZE when the split factors ask too much."""
     ctx, _ = context_and_queue()
@@ -183,6 +192,7 @@ class OpenCLKernel:
         self.programs: dict = {}  # (one work-item?, unit strides?) -> program
         self.variants: dict = {}  # unit strides? -> the phases' kernels
         self.kernels = self.variant(True)  # the common case is built at once; the general one when needed
+        self.checked = "pj_check(" in spec.source.split("__kernel", 1)[-1]  # bounds checks in the kernels
         self.arg_index = {a[0]: k for k, a in enumerate(spec.arguments)}
         self.dtypes = {a[0]: a[2] for a in spec.arguments}
         names = ", ".join(p[0] for p in spec.params) or "*_"
@@ -268,11 +278,13 @@ class OpenCLKernel:
             dt = self.dtypes[name]
             kargs.append(np.dtype("uint8" if dt == "bool" else dt).type(args[self.arg_index[name]]))
         scal = np.zeros(max(1, len(spec.slots)), np.int64)
-        scal_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=scal)
+        # kernels without scalars or in-kernel bounds checks never touch those buffers: one shared, unread
+        # buffer stands in for them (no allocations, and no read-back that waits for the kernels)
+        unused = _unused_buffer(ctx)
+        scal_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=scal) if spec.slots else unused
         err = np.zeros(1, np.int32)
-        err_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=err)
-        no_part = cl.Buffer(ctx, mf.READ_WRITE, 8)
-        kargs += [scal_buf, err_buf, no_part]
+        err_buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=err) if self.checked else unused
+        kargs += [scal_buf, err_buf, unused]
         kargs = [np.int64(v) if isinstance(v, (int, np.integer)) and not isinstance(v, np.generic) else v
                  for v in kargs]
         for knl, trip, local, sums in zip(self.variant(unit), self.trip, self.local, self.sums):
@@ -288,7 +300,8 @@ class OpenCLKernel:
                 cl.enqueue_copy(queue, scal, scal_buf)
                 _add_partial_sums(scal, part, sums, spec.slot_types)
                 cl.enqueue_copy(queue, scal_buf, scal)
-        cl.enqueue_copy(queue, err, err_buf)
+        if self.checked:
+            cl.enqueue_copy(queue, err, err_buf)
         if err[0]:
             raise IndexError(spec.checks[err[0] - 1][1])
         done = set()
