@@ -1,4 +1,4 @@
-"""The OpenCL program variants: unit last strides as a constant (the common case) or strides as arguments."""
+"""OpenCL calls: program variants (unit last strides as a constant, or strides as arguments), threads."""
 
 import numpy as np
 import pytest
@@ -47,3 +47,17 @@ def test_unit_strides_build_the_constant_stride_variant_only():
     dX, dY = cla.to_device(queue, np.arange(24.0).reshape(3, 8)), cla.to_device(queue, np.zeros((3, 4)))
     k(2.0, dX[:, ::2], dY)
     np.testing.assert_array_equal(dY.get(), 2.0 * np.arange(24.0).reshape(3, 8)[:, ::2])
+
+
+def test_calls_from_several_threads_keep_their_own_arguments():
+    """A pyopencl kernel object holds its arguments until the launch; concurrent calls take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    k = polyjit.kernel(axpy_rows, target="opencl", cache=False)
+    rng = np.random.default_rng(7)
+    cases = [(float(a), rng.random((4, 5 + a % 3)), rng.random((4, 5 + a % 3))) for a in range(24)]
+    expected = [a * X + Y for a, X, Y in cases]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda c: k(*c), cases))
+    for (_, _, Y), want in zip(cases, expected):
+        np.testing.assert_array_equal(Y, want)
