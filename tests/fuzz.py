@@ -25,7 +25,9 @@ types"); the rest wrap the operands in float(). Float accumulators start as np.f
 (a Python float turns float32 at the first float32 term, a run-time type change). Python ints that outgrow
 int64 (or an array's int32) are counted as "Python-int overflow", not as failures (compiled code wraps):
 returned or stored into an int array, or, where one reaches a float, if Python rerun with every int wrapped to
-64 bits (reference_wrapping_ints) gives the compiled result exactly.
+64 bits (reference_wrapping_ints) gives the compiled result exactly. Under fastmath a result may also differ by
+rtol of the largest float Python computed on the way ("fastmath-cancellation": `x - (2.0 + x)` with huge x is
+0.0 in Python and -2.0 once reassociated).
 The Python reference runs under a time limit (REFERENCE_LIMIT_S): an int that squares itself every iteration
 never finishes in Python ("python-int-runaway"; any other timeout fails). Python's 'math domain error' (abs()
 of int32's minimum stays negative) is "math-domain": compiled code gives NaN. On AVX-512 CPUs numpy's power
@@ -642,8 +644,8 @@ def _scalar(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
-def compare(got, exp, got_args, exp_args, rtol_of):
-    """None when equal, else a description."""
+def compare(got, exp, got_args, exp_args, rtol_of, floor=1.0):
+    """None when equal, else a description. Within rtol, differences below rtol * floor also count as equal."""
     g, e = _scalar(got), _scalar(exp)
     if (g is None) != (e is None):
         return f"return value: compiled {got!r} vs Python {exp!r}"
@@ -652,21 +654,21 @@ def compare(got, exp, got_args, exp_args, rtol_of):
             return f"return value kind: compiled {type(got).__name__} {got!r} vs Python {type(exp).__name__} {exp!r}"
         dt = exp.dtype.name if isinstance(exp, np.generic) else "float64"
         rtol = rtol_of(dt)
-        if not _close(np.asarray(g), np.asarray(e), rtol):
+        if not _close(np.asarray(g), np.asarray(e), rtol, floor):
             return f"return value: compiled {got!r} vs Python {exp!r}"
     for k, (x, y) in enumerate(zip(got_args, exp_args)):
         if isinstance(y, np.ndarray):
             if x.dtype != y.dtype or x.shape != y.shape:
                 return f"array argument {k}: dtype/shape {x.dtype}{x.shape} vs {y.dtype}{y.shape}"
-            if not _close(x, y, rtol_of(y.dtype.name)):
-                bad = np.argwhere(~_eqmask(x, y, rtol_of(y.dtype.name)))
+            if not _close(x, y, rtol_of(y.dtype.name), floor):
+                bad = np.argwhere(~_eqmask(x, y, rtol_of(y.dtype.name), floor))
                 first = tuple(int(v) for v in bad[0])
                 return (f"array argument {k}: {len(bad)} element(s) differ, first at {first}: "
                         f"compiled {x[first]!r} vs Python {y[first]!r}")
     return None
 
 
-def _eqmask(x, y, rtol):
+def _eqmask(x, y, rtol, floor=1.0):
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype.kind != "f" and y.dtype.kind != "f":
         return x == y
@@ -675,13 +677,13 @@ def _eqmask(x, y, rtol):
     if rtol is None:
         return both_nan | (x == y)
     with np.errstate(all="ignore"):
-        scale = max(1.0, float(np.nanmax(np.abs(np.where(np.isfinite(y), y, 0)), initial=0.0)))
+        scale = max(floor, float(np.nanmax(np.abs(np.where(np.isfinite(y), y, 0)), initial=0.0)))
         close = (x == y) | (np.abs(x - y) <= rtol * np.abs(y) + rtol * scale)
     return both_nan | close
 
 
-def _close(x, y, rtol):
-    return bool(np.all(_eqmask(x, y, rtol)))
+def _close(x, y, rtol, floor=1.0):
+    return bool(np.all(_eqmask(x, y, rtol, floor)))
 
 
 def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
@@ -754,6 +756,12 @@ def run_config(fn, args, target, tier, fastmath, sched, tolerant_math):
         return Outcome("diverge", "opencl-fastmath-nonfinite", diff)
     if diff and loose and _ill_conditioned(fn, args, got, expected, got_args, exp_args, rtol_of):
         return Outcome("diverge", "fastmath-ill-conditioned", diff)
+    if diff and loose:
+        scale = intermediate_scale(fn, args)
+        if scale > 1.0 and not compare(got, expected, got_args, exp_args, rtol_of, floor=scale):
+            # reassociation (`x - (2.0 + x)` -> -2.0) changes a result by rtol of the largest terms that
+            # cancelled in it, here far larger than the result itself
+            return Outcome("diverge", "fastmath-cancellation", f"{diff} (intermediates up to {scale:.3g})")
     if diff and not loose and "math.hypot(" in inspect.getsource(fn):
         # CPython computes math.hypot with its own algorithm; polyjit calls libm's hypot (as np.hypot does),
         # which differs in the last bit now and then (README: math functions)
@@ -826,12 +834,12 @@ def run_reference(fn, args, limit=None):
             signal.signal(signal.SIGALRM, old)
 
 
-class _WrapInts(ast.NodeTransformer):
+class _Observe(ast.NodeTransformer):
     """Passes every arithmetic and call result, and every augmented assignment's new value, through
-    `_pj_wrap(...)`."""
+    `_pj_hook(...)` (which returns the value to use)."""
 
     def visit_BinOp(self, node):
-        return self._wrapped(self.generic_visit(node))
+        return self._hooked(self.generic_visit(node))
 
     visit_UnaryOp = visit_Call = visit_BinOp
 
@@ -840,19 +848,44 @@ class _WrapInts(ast.NodeTransformer):
         if not isinstance(node.target, ast.Name):
             return node
         name = node.target.id
-        again = ast.Assign([ast.Name(name, ast.Store())], self._wrapped(ast.Name(name, ast.Load())))
+        again = ast.Assign([ast.Name(name, ast.Store())], self._hooked(ast.Name(name, ast.Load())))
         return [node, ast.copy_location(again, node)]
 
     @staticmethod
-    def _wrapped(node):
-        return ast.copy_location(ast.Call(ast.Name("_pj_wrap", ast.Load()), [node], []), node)
+    def _hooked(node):
+        return ast.copy_location(ast.Call(ast.Name("_pj_hook", ast.Load()), [node], []), node)
+
+
+def _observed(fn, hook):
+    """fn recompiled from its source with every intermediate value passed through hook."""
+    tree = ast.fix_missing_locations(_Observe().visit(ast.parse(textwrap.dedent(inspect.getsource(fn)))))
+    env = dict(fn.__globals__, _pj_hook=hook)
+    exec(compile(tree, inspect.getsourcefile(fn) or "<fuzz>", "exec"), env)
+    return env[fn.__name__]
+
+
+def intermediate_scale(fn, args) -> float:
+    """The largest finite magnitude of any float value plain Python computes on copies of args: under
+    fastmath, reassociation may change a result by rtol of the terms it cancelled, not of the result."""
+    largest = [0.0]
+
+    def see(v):
+        if isinstance(v, (float, np.floating, np.ndarray)) and np.asarray(v).dtype.kind == "f":
+            with np.errstate(all="ignore"):
+                finite = np.abs(np.asarray(v, np.float64))[np.isfinite(np.asarray(v, np.float64))]
+            if finite.size:
+                largest[0] = max(largest[0], float(finite.max()))
+        return v
+    try:
+        run_reference(_observed(fn, see), args)
+    except ReferenceTimeout:
+        pass
+    return largest[0]
 
 
 def reference_wrapping_ints(fn, args):
     """Python's (result, argument copies) with every int computed wrapped to int64, as compiled code
     computes it; None where no int left int64's range (or Python raised or ran out of time)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    tree = ast.fix_missing_locations(_WrapInts().visit(tree))
     escaped = []
 
     def wrap(v):
@@ -860,10 +893,8 @@ def reference_wrapping_ints(fn, args):
             escaped.append(v)
             return (v + 2**63) % 2**64 - 2**63
         return v
-    env = dict(fn.__globals__, _pj_wrap=wrap)
-    exec(compile(tree, inspect.getsourcefile(fn) or "<fuzz>", "exec"), env)
     try:
-        result, exp_args, exc = run_reference(env[fn.__name__], args)
+        result, exp_args, exc = run_reference(_observed(fn, wrap), args)
     except ReferenceTimeout:
         return None
     return (result, exp_args) if escaped and exc is None else None

@@ -133,6 +133,39 @@ def test_int_outgrowing_int64_inside_a_program_is_a_known_divergence(monkeypatch
     assert (o.status, o.cls) == ("fail", "mismatch")
 
 
+def squares_then_cancels(A, n):  # device fuzz seed 1924 program 386 (OpenCL, fastmath), reduced
+    for i in range(2):
+        for j in range(n):
+            for k in range(2):
+                A[j] = A[k] * A[i]
+    A[:] -= 2.0 + A[:]
+
+
+def test_fastmath_cancellation_of_huge_terms_is_a_known_divergence(monkeypatch):
+    """`A - (2.0 + A)` with |A| ~ 1e17: Python rounds to 0.0, -cl-fast-relaxed-math simplifies it to -2.0.
+    Under fastmath a result may differ by rtol of the largest terms cancelled in it; a difference beyond
+    that, or any difference without fastmath, stays a mismatch."""
+    import polyjit
+
+    def reassociated(value):
+        def make(fn, **kw):
+            def run(A, n):
+                fn(A, n)
+                A[:] = value
+            return run
+        return make
+    args = [np.array([-2.8482956, -0.45985448, -1.15101357]), 3]
+    monkeypatch.setattr(polyjit, "kernel", reassociated(-2.0))
+    o = fuzz.run_config(squares_then_cancels, args, "native", None, True, {}, tolerant_math=False)
+    assert (o.status, o.cls) == ("diverge", "fastmath-cancellation")
+    o = fuzz.run_config(squares_then_cancels, args, "native", None, False, {}, tolerant_math=False)
+    assert (o.status, o.cls) == ("fail", "mismatch")
+    monkeypatch.setattr(polyjit, "kernel", reassociated(-2.0e12))  # beyond rtol of the terms
+    small = [np.array([0.5, 0.25, 0.125]), 3]
+    o = fuzz.run_config(squares_then_cancels, small, "native", None, True, {}, tolerant_math=False)
+    assert (o.status, o.cls) == ("fail", "mismatch")
+
+
 def int_pow(a, out, n):
     for i in range(n):
         out[i] = abs(a[i]) ** 1.5
