@@ -193,7 +193,7 @@ class OpenCLKernel:
         self.arg_types = None  # the kernels' argument types (None for buffers), known at the first call
         self.launching = threading.Lock()
         self.variants: dict = {}  # unit strides? -> the phases' kernels
-        self.kernels = self.variant(True)  # the common case is built at once; the general one when needed
+        self.variant(True)  # the common case is built at once; the general one when a call needs it
         self.checked = "pj_check(" in spec.source.split("__kernel", 1)[-1]  # bounds checks in the kernels
         self.arg_index = {a[0]: k for k, a in enumerate(spec.arguments)}
         self.dtypes = {a[0]: a[2] for a in spec.arguments}

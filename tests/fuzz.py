@@ -63,9 +63,9 @@ import random
 import re
 import signal
 import subprocess
-import textwrap
 import sys
 import tempfile
+import textwrap
 import threading
 import traceback
 import warnings
@@ -871,8 +871,9 @@ def intermediate_scale(fn, args) -> float:
 
     def see(v):
         if isinstance(v, (float, np.floating, np.ndarray)) and np.asarray(v).dtype.kind == "f":
+            a = np.asarray(v, np.float64)
             with np.errstate(all="ignore"):
-                finite = np.abs(np.asarray(v, np.float64))[np.isfinite(np.asarray(v, np.float64))]
+                finite = np.abs(a[np.isfinite(a)])
             if finite.size:
                 largest[0] = max(largest[0], float(finite.max()))
         return v
