@@ -31,7 +31,7 @@ class Options:
     split: dict | None = None
     tile: dict | None = None
     order: tuple | None = None
-    unroll: dict | str | None = None
+    unroll: dict | str | tuple | None = None
     vectorize: dict | str | None = None
     parallel: str | tuple | None = None
     schedule: object = None
@@ -59,9 +59,11 @@ class Options:
             raise ScheduleError("order= takes a tuple of loop names, e.g. ('i', 'k', 'j')")
         for kw in ("unroll", "vectorize"):
             v = getattr(self, kw)
-            if v is not None and not isinstance(v, str) and not (isinstance(v, dict) and all(
+            names = kw == "unroll" and isinstance(v, tuple) and v and all(isinstance(n, str) for n in v)
+            if v is not None and not isinstance(v, str) and not names and not (isinstance(v, dict) and all(
                     isinstance(k, str) and isinstance(f, int) and f > 0 for k, f in v.items())):
-                raise ScheduleError(f"{kw}= takes a loop name or a dict of loop name -> positive factor")
+                more = ", a tuple of loop names (each unrolled completely)" if kw == "unroll" else ""
+                raise ScheduleError(f"{kw}= takes a loop name{more} or a dict of loop name -> positive factor")
         if self.parallel is not None and not isinstance(self.parallel, str) and not (
                 isinstance(self.parallel, (tuple, list)) and all(isinstance(n, str) for n in self.parallel)):
             raise ScheduleError("parallel= takes a loop name or a tuple of loop names")
@@ -319,6 +321,8 @@ def kernel(fn=None, /, *, target=None, cache=True, fastmath=False, split=None, t
     Use bare (`@polyjit.kernel`), with options (`@polyjit.kernel(target="opencl")`) or programmatically
     (`polyjit.kernel(fn)`). The result behaves like `fn` and keeps it as `.py_func`.
     """
+    if isinstance(unroll, list):  # several loops unrolled completely
+        unroll = tuple(unroll)
     options = Options(target, cache, fastmath, split, tile, order, unroll, vectorize, parallel, schedule, unsafe,
                       tail=tail, prefetch=prefetch)
     options.validate()

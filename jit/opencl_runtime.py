@@ -59,24 +59,32 @@ def device_identity() -> tuple:
     return (d.platform.name, d.platform.version, d.name, d.driver_version, d.version)
 
 
-def build_options(fastmath: bool, sequential: bool = False, unit: bool = False) -> tuple:
+def build_options(fastmath: bool, sequential: bool = False, unit: bool = False, group: int = 0) -> tuple:
     """The compiler options of a program; `sequential` for the phases that run on one work-item; `unit`
-    for the variant whose arrays all have unit stride in their last axis (the source's PJ_LAST macro)."""
+    for the variant whose arrays all have unit stride in their last axis (the source's PJ_LAST macro);
+    `group`: the largest work-group size of its kernels (0: none fixed)."""
     options = BUILD_OPTIONS + (FAST_OPTIONS if fastmath else ()) + (UNIT_OPTIONS if unit else ())
+    vendor = context_and_queue()[0].devices[0].platform.name if sequential or group else ""
     if sequential:
-        vendor = context_and_queue()[0].devices[0].platform.name
         options += next((extra for name, extra in SEQUENTIAL_OPTIONS.items() if name in vendor), ())
+    if group and "NVIDIA" in vendor:
+        # NVIDIA's compiler gives a register-tiled kernel as many registers as it likes (222 for sgemm's
+        # 8x8 tiles: one 256-item work-group per SM, 19.8 TFLOP/s on the H100); capped so that two
+        # work-groups fit an SM's 65536 registers, the same kernel ran at 24.4 (session 8, .whl/s8_mut.py)
+        cap = 65536 // (2 * group) // 8 * 8
+        if 32 <= cap < 255:
+            options += (f"-cl-nv-maxrregcount={cap}",)
     return options
 
 
 def build(source: str, fastmath: bool, needs_fp64: bool, binary: bytes | None = None, sequential: bool = False,
-          unit: bool = False):
+          unit: bool = False, group: int = 0):
     ctx, _ = context_and_queue()
     device = ctx.devices[0]
     if needs_fp64 and "cl_khr_fp64" not in device.extensions and not device.double_fp_config:
         raise PolyjitError(f"OpenCL device {device.name!r} lacks cl_khr_fp64, which float64 kernels need; "
                            "use float32 arrays or another device (POLYJIT_OPENCL_DEVICE)")
-    options = build_options(fastmath, sequential, unit)
+    options = build_options(fastmath, sequential, unit, group)
     key = (device.int_ptr, source, options)
     with _lock:
         prg = _state.setdefault("programs", {}).get(key)
@@ -206,9 +214,10 @@ class OpenCLKernel:
         kernels = self.variants.get(unit)
         if kernels is None:
             spec = self.spec
+            group = max((int(np.prod(p[2])) for p in spec.phases if len(p) > 2 and p[2]), default=0)
             for one in sorted({p[1] is None for p in spec.phases}):
                 self.programs[one, unit] = build(spec.source, spec.fastmath, spec.needs_fp64,
-                                                 self.saved.get((one, unit)), one, unit)
+                                                 self.saved.get((one, unit)), one, unit, 0 if one else group)
             kernels = [_cl().Kernel(self.programs[p[1] is None, unit], p[0]) for p in spec.phases]
             for knl, local in zip(kernels, self.local):
                 if local is not None:

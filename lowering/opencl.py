@@ -9,7 +9,7 @@ work-item, which writes its partial sum to `pj_part`; the runtime adds them to t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
@@ -17,8 +17,9 @@ from ..analysis.model import KernelModel
 from .ctypes_ import C_TYPES, UNSIGNED
 from .legality import loop_sums
 from .looptree import For, If, LoopTree, Run, runs_of
+from .opencl_groups import GroupKernels
 from .typeof import type_of
-from .workgroups import find_group_nest, footprint, item_guard, prefetches, trip_form
+from .workgroups import find_group_nest, footprint, prefetches, trip_form
 
 _CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _FLOAT_CALLS = {
@@ -118,7 +119,7 @@ long pj_check(long i, long n, int code, int *err) {
 """
 
 
-class OpenCLEmitter:
+class OpenCLEmitter(GroupKernels):
     """Emits OpenCL C for a model and its loop tree; target variants override class attributes."""
 
     # bounds checks set a private flag that reaches the global error word once, at the kernel's end (the
@@ -144,6 +145,9 @@ class OpenCLEmitter:
         self.slots = tuple(t.name for t in model.temporaries if not t.shape)
         self.used_dtypes = set(self.types.values()) | {"int64"}
         self.local_reads: dict = {}  # array -> Footprint while emitting a prefetching work-group body
+        self.registers: dict = {}  # (id of a Run, str of an Index) -> private variable (register tiles)
+        self.current_run = None
+        self.assume_true: set[str] = set()  # conditions known to hold (a register tile's full-tile path)
 
     # -- types ------------------------------------------------------------------------------------------
     def type_of(self, e: E.Expr) -> str:
@@ -178,6 +182,10 @@ class OpenCLEmitter:
         return f"{e.array}_shape{e.dim}"
 
     def expr_Index(self, e):
+        if self.registers:
+            reg = self.registers.get((id(self.current_run), str(e)))
+            if reg is not None:
+                return reg
         box = self.local_reads.get(e.array)
         if box is not None:  # a read of a tile prefetched to __local memory: row-major inside the box
             flat = None
@@ -279,12 +287,18 @@ class OpenCLEmitter:
         out = []
         for n in nodes:
             if isinstance(n, For):
-                head = f"long {n.var} = {self.expr(n.init)}; {self.expr(n.cond)}; {n.var} += {n.step}"
-                if self.keep_loops:
-                    out.append(f"{pad}#pragma unroll 1")
-                out.append(f"{pad}for ({head}) {{")
-                out += self.lines(n.body, depth + 1)
-                out.append(f"{pad}}}")
+                bound = self.full_trip(n) if self.assume_true else None
+                if bound is None:
+                    out += self.loop(n, depth)
+                else:  # in a full register tile, full tiles of a split loop get its constant bound, which
+                    # the compiler unrolls (sgemm's k_inner by 8 on the H100: 22.1 -> 23.9 TFLOP/s)
+                    out.append(f"{pad}if (({self.expr(bound[0])}) <= ({self.expr(bound[1])})) {{")
+                    out += self.loop(replace(n, cond=E.Compare(n.cond.op, n.cond.left, bound[0])), depth + 1)
+                    out.append(f"{pad}}} else {{")
+                    out += self.loop(n, depth + 1)
+                    out.append(f"{pad}}}")
+            elif isinstance(n, If) and str(n.cond) in self.assume_true:
+                out += self.lines(n.then, depth)
             elif isinstance(n, If):
                 out.append(f"{pad}if ({self.expr(n.cond)}) {{")
                 out += self.lines(n.then, depth + 1)
@@ -296,9 +310,31 @@ class OpenCLEmitter:
                 out += self.run(n, depth)
         return out
 
+    def loop(self, n: For, depth) -> list[str]:
+        pad = self.indent_unit * depth
+        out = [f"{pad}#pragma unroll 1"] if self.keep_loops else []
+        out.append(f"{pad}for (long {n.var} = {self.expr(n.init)}; {self.expr(n.cond)}; {n.var} += {n.step}) {{")
+        out += self.lines(n.body, depth + 1)
+        out.append(f"{pad}}}")
+        return out
+
+    @staticmethod
+    def full_trip(n: For):
+        """(c, e) for a loop `var < min(c, e)` (or <=) with a constant c: the partial tiles of a split."""
+        c = n.cond
+        if isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.right, E.Call) \
+                and c.right.func == "min" and len(c.right.args) == 2:
+            a, b = c.right.args
+            if isinstance(a, E.Const):
+                return a, b
+            if isinstance(b, E.Const):
+                return b, a
+        return None
+
     def run(self, n: Run, depth) -> list[str]:
         pad = self.indent_unit * depth
         ins = self.model.instruction(n.instruction)
+        self.current_run = n
         out = [f"{pad}{{  /* {ins.id}, line {ins.line} */"]
         for name, value in n.bindings:
             out.append(f"{pad}{self.indent_unit}const long {name} = {self.expr(value)};")
@@ -371,65 +407,6 @@ class OpenCLEmitter:
                 out.append(f"    *(__global {C_TYPES[self.types[s]]} *)(pj_scal + {k}) = {s};")
         out += [self.ERROR_STORE, "}"]
         return "\n".join(out)
-
-    def group_kernel(self, name: str, nest, boxes) -> str:
-        """A work-group kernel (workgroups.py): group and local ids give the split loops' values; the
-        loops between run in every work-item; `boxes` are copied to __local at their loop's iterations."""
-        out = [f"__kernel void {name}({self.params()})", "{", self.ERROR_FLAG]
-        for k, s in enumerate(self.slots):
-            c = C_TYPES[self.types[s]]
-            out.append(f"    {c} {s} = *(__global {c} *)(pj_scal + {k});")
-        for b in boxes:  # OpenCL wants __local variables at kernel scope
-            out.append(f"    __local {C_TYPES[self.types[b.array]]} pj_{b.array}_loc[{b.count}];")
-        n = len(nest.axes)
-        for k, a in enumerate(nest.axes):
-            g, axis = a.group, n - 1 - k
-            out.append(f"    const long {g.var} = {self.expr(g.init)} + (long)get_group_id({axis}) * {g.step};")
-            out.append(f"    const long {a.item.var} = (long)get_local_id({axis});")
-        if boxes:
-            out.append("    const long pj_lid = (long)get_local_id(0) + (long)get_local_size(0) * "
-                       "((long)get_local_id(1) + (long)get_local_size(1) * (long)get_local_id(2));")
-        depth, closers = 1, []
-        for f in nest.between:
-            pad = self.indent_unit * depth
-            out.append(f"{pad}for (long {f.var} = {self.expr(f.init)}; {self.expr(f.cond)}; {f.var} += {f.step}) {{")
-            mine = [b for b in boxes if b.loop == f.name]
-            for b in mine:
-                out += self.copy_in(b, nest.local_size, depth + 1)
-            if mine:
-                out.append(f"{pad}{self.indent_unit}barrier(CLK_LOCAL_MEM_FENCE);")
-            closers.append((pad, bool(mine)))
-            depth += 1
-        pad = self.indent_unit * depth
-        out.append(f"{pad}if ({self.expr(item_guard(nest))}) {{")
-        self.local_reads = {b.array: b for b in boxes}
-        try:
-            out += self.lines(nest.body, depth + 1)
-        finally:
-            self.local_reads = {}
-        out.append(f"{pad}}}")
-        for pad, barrier in reversed(closers):
-            if barrier:  # nobody may overwrite the tile while others still read it
-                out.append(f"{pad}{self.indent_unit}barrier(CLK_LOCAL_MEM_FENCE);")
-            out.append(f"{pad}}}")
-        out += [self.ERROR_STORE, "}"]
-        return "\n".join(out)
-
-    def copy_in(self, b, group: int, depth: int) -> list[str]:
-        """Work-items copy the box cooperatively (consecutive ids, consecutive elements); elements outside
-        the array are skipped (never read: the accesses are checked in bounds before the call)."""
-        pad, a = self.indent_unit * depth, b.array
-        out = [f"{pad}const long pj_{a}_o{d} = {self.expr(o)};" for d, o in enumerate(b.offsets)]
-        out.append(f"{pad}for (long pj_e = pj_lid; pj_e < {b.count}; pj_e += {group}) {{")
-        rest, conds, terms = "pj_e", [], [f"{a}_off"]
-        for d in reversed(range(len(b.sizes))):
-            out.append(f"{pad}    const long pj_x{d} = pj_{a}_o{d} + ({rest}) % {b.sizes[d]};")
-            rest = f"({rest}) / {b.sizes[d]}"
-            conds.append(f"pj_x{d} >= 0 && pj_x{d} < {a}_shape{d}")
-            terms.append(f"pj_x{d} * {self.stride(a, d, len(b.sizes))}")
-        out.append(f"{pad}    if ({' && '.join(reversed(conds))}) pj_{a}_loc[pj_e] = {a}[{' + '.join(terms)}];")
-        out.append(f"{pad}}}")
-        return out
 
     def preamble(self, needs_fp64: bool) -> str:
         parts = []

@@ -45,8 +45,9 @@ def apply_hints(model: KernelModel, options, *, target: str = "native") -> Kerne
         model = T.tile(model, options.tile, tail={name: tail_of(name) for name in options.tile})
     if options.order:
         model = T.reorder(model, tuple(options.order))
-    if isinstance(options.unroll, str):
-        model = T.unroll(model, options.unroll)
+    if isinstance(options.unroll, (str, tuple)):
+        for name in (options.unroll,) if isinstance(options.unroll, str) else options.unroll:
+            model = T.unroll(model, name)
     else:
         for name, factor in (options.unroll or {}).items():
             model = T.unroll(model, name, factor, tail=tail_of(name))

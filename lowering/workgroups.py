@@ -63,6 +63,11 @@ def _partner(model: KernelModel, outer: For, inner: For) -> int | None:
     mb = _INNER.match(b.expr) if b is not None else None
     if ma and mb and ma.groups() == mb.groups():
         return int(ma.group(2))
+    # the inner half of a split of the inner half (`(e mod F) mod f`, f dividing F): work-items take the
+    # values 0..f-1 and each runs the serial loop `floor((e mod F)/f)` (register tiles)
+    if ma and mb and mb.group(1) == f"(({ma.group(1)}) mod {ma.group(2)})" \
+            and int(ma.group(2)) % int(mb.group(2)) == 0:
+        return int(mb.group(2))
     return None
 
 

@@ -393,9 +393,9 @@ def test_one_work_item_phases_build_with_their_own_options(monkeypatch):
     built = []
     original = rt.build
 
-    def spy(source, fastmath, needs_fp64, binary=None, sequential=False, unit=False):
-        built.append((sequential, rt.build_options(fastmath, sequential, unit)))
-        return original(source, fastmath, needs_fp64, binary, sequential, unit)
+    def spy(source, fastmath, needs_fp64, binary=None, sequential=False, unit=False, group=0):
+        built.append((sequential, rt.build_options(fastmath, sequential, unit, group)))
+        return original(source, fastmath, needs_fp64, binary, sequential, unit, group)
 
     monkeypatch.setattr(rt, "build", spy)
     k = polyjit.kernel(one_item_then_ndrange, target="opencl", parallel="j", cache=False)

@@ -78,7 +78,8 @@ def test_workgroup_text_maps_groups_and_local_ids():
     assert "get_group_id(0)" in src and "get_group_id(1)" in src
     assert "get_local_id(0)" in src and "get_local_id(1)" in src
     assert "__local double pj_A_loc[256];" in src and "__local double pj_B_loc[256];" in src
-    assert src.count("barrier(CLK_LOCAL_MEM_FENCE);") == 2
+    # two per copy: the register-tile path (C[i, j] in a private variable) and the nest as written
+    assert src.count("barrier(CLK_LOCAL_MEM_FENCE);") == 4 and "double pj_r0 = 0;" in src
     assert "pj_A_loc[(((i) - pj_A_o0) * 16 + ((k) - pj_A_o1))]" in src  # reads rewritten to the copy
     assert "get_global_id" not in src.split("__kernel")[1]
     compiled = k.specialize(*_gemm_args(3, 3, 3))
