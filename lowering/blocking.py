@@ -28,6 +28,7 @@ import numpy as np
 from ..analysis import expr as E
 from ..asm import Mem
 from .blocking_pack import pack_loop
+from .full_tiles import full_tiles
 from .looptree import For, Run
 from .vectorize import WIDTH, _uses, linear
 
@@ -557,13 +558,26 @@ def loop_bound(em, n: For):
     return _EXIT[c.op], r
 
 
-def block_loop(em, n: For) -> bool:
+def block_loop(em, n: For, partial=None) -> bool:
     """Emits loop `n` register-blocked (with the ordinary loop as the run-time fallback) when it fits, or with
-    the tiles that `prefetch=` names for it packed (blocking_pack.py)."""
+    the tiles that `prefetch=` names for it packed (blocking_pack.py). With `partial` (a function emitting
+    `n` unblocked), a loop whose full tiles fit (full_tiles.py) runs blocked where its tile is full."""
     if pack_loop(em, n):
         return True
     plan = plan_block(em, n)
+    if plan is not None:
+        BlockEmitter(em, n, plan).emit()
+        return True
+    versioned = full_tiles(n) if partial is not None else None
+    plan = plan_block(em, versioned[1]) if versioned is not None else None
     if plan is None:
         return False
-    BlockEmitter(em, n, plan).emit()
+    f = em.f
+    other, done = f.label("partialtile"), f.label("fulltile")
+    em.jump_unless(versioned[0], other)
+    BlockEmitter(em, versioned[1], plan).emit()
+    f.jmp(done)
+    f.bind(other)
+    partial(n)
+    f.bind(done)
     return True

@@ -43,9 +43,14 @@ def _nests(model: KernelModel):
     return list(bands.values())
 
 
-def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False) -> KernelModel:
+def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False, tile: bool = False) -> KernelModel:
     """Interchange for unit stride, the outermost dependence-free loop parallel (fastmath sums too where the
-    target combines per-thread partial sums), the innermost vectorized."""
+    target combines per-thread partial sums), the innermost vectorized; with `tile` (native targets), matmul-like
+    nests tiled for register blocking first (`tile_matmul`)."""
+    if tile:
+        tiled = tile_matmul(model)
+        if tiled is not model:
+            return vectorize_outer(vectorize_innermost(tiled, split_names=True))
     for names in _nests(model):
         if len(names) >= 2:
             best = max(names, key=lambda n: (_unit_stride_score(model, n), names.index(n)))
@@ -65,6 +70,59 @@ def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False) -> K
                 model = T.parallelize(model, name)
                 break
     return vectorize_outer(vectorize_innermost(model, split_names=True))
+
+
+# bench/gemm_blocking.py's schedule, j outermost: a 5x8 block of C in registers (i_inner unrolled, j_inner in
+# SIMD lanes) over 512 iterations of k, B's 512x8 tile packed at every k_outer iteration (blocking_pack.py),
+# partial tiles guarded (full tiles run blocked, full_tiles.py), threads on j_outer
+MATMUL_TILE = {"i": 5, "j": 8, "k": 512}  # by role: the rows of the block, its columns, the sum
+
+
+def tile_matmul(model: KernelModel) -> KernelModel:
+    """The model with its matmul-like nest tiled, or the model itself. Matmul-like: one instruction in a
+    perfect band of three loops, `X[.., j] = X[.., j] + ...` (one element updated, read back, its last index
+    the loop `j`, the index free of the third loop `k`), reading an array indexed by k and j (packed).
+    Kept only where legal and j_inner carries nothing (checked); every instance runs in the same order per
+    element of X, so results are bit-identical."""
+    bands = [names for names in _nests(model) if len(names) == 3]
+    if len(bands) != 1 or len(model.instructions) != 1:
+        return model
+    names, ins = bands[0], model.instructions[0]
+    target = ins.assignee
+    if tuple(ins.loops) != tuple(names) or not isinstance(target, E.Index) or not target.indices:
+        return model
+    used = {v.name for i in target.indices for v in E.walk(i) if isinstance(v, E.Var)}
+    last = _strip(target.indices[-1])
+    rest = [n for n in names if n not in used]
+    if not isinstance(last, E.Var) or last.name not in names or len(rest) != 1 or \
+            not any(x == target for x in E.walk(ins.expression)):
+        return model
+    j, k = last.name, rest[0]
+    i = next(n for n in names if n not in (j, k))
+    packed = [a.array for a in ins.accesses if not a.write and a.affine and a.array != target.array and a.index
+              and isinstance(_strip(a.index[-1]), E.Var) and _strip(a.index[-1]).name == j
+              and any(isinstance(_strip(x), E.Var) and _strip(x).name == k for x in a.index[:-1])]
+    try:
+        t = model
+        for name, role in ((i, "i"), (j, "j"), (k, "k")):
+            t = T.split(t, name, MATMUL_TILE[role])
+        t = T.reorder(t, (f"{j}_outer", f"{k}_outer", f"{i}_outer", f"{k}_inner", f"{i}_inner", f"{j}_inner"))
+        t = T.vectorize(T.unroll(t, f"{i}_inner"), f"{j}_inner")
+        for array in packed[:1]:
+            t = T.prefetch(t, array, f"{k}_outer")
+        if violated(t) is not None or carried(t, f"{j}_inner") is not None:
+            return model
+        if carried(t, f"{j}_outer") is None and escaping(t, f"{j}_outer") is None:
+            t = T.parallelize(t, f"{j}_outer")
+    except ScheduleError:
+        return model
+    return t
+
+
+def _strip(e):
+    while isinstance(e, E.Cast):
+        e = e.operand
+    return e
 
 
 def vectorize_outer(model: KernelModel) -> KernelModel:

@@ -196,8 +196,12 @@ class NativeEmitter(NumericCode):
         vec.emit(n, plan, var)
 
     def loop(self, n: For):
-        # register-blocked (run-time fallback: this loop), or strength-reduced (native_loop.py)
-        if not block_loop(self, n) and not fast_nest(self, n) and not fast_loop(self, n):
+        # register-blocked (run-time fallback and partial tiles: this loop), or strength-reduced (native_loop.py)
+        if not block_loop(self, n, self.unblocked):
+            self.unblocked(n)
+
+    def unblocked(self, n: For):
+        if not fast_nest(self, n) and not fast_loop(self, n):
             self.plain_loop(n)
 
     def plain_loop(self, n: For):

@@ -25,7 +25,7 @@ def apply_hints(model: KernelModel, options, *, target: str = "native") -> Kerne
     if getattr(options, "sequential", False):
         return replace(model, schedule=model.original_schedule(), tags=(), arrays_overlap=True)
     if not has_hints(options) and not model.tags:
-        return _prefetch(auto_schedule(model, parallel_reductions=reductions), options)
+        return _prefetch(auto_schedule(model, parallel_reductions=reductions, tile=target == "native"), options)
     tail = getattr(options, "tail", "guard")
 
     def tail_of(loop: str) -> str:  # "separate" for all splits, or per source loop name

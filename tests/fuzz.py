@@ -990,7 +990,7 @@ def _random_keywords(rng: random.Random, prog: Program):
         return {}
     nests = prog.nests()
     kw = rng.choice(["split", "tile", "order", "unroll", "vectorize", "parallel", "split+unroll",
-                     "parallel+tile", "parallel", "vectorize"])
+                     "parallel+tile", "parallel", "vectorize", "groups"])
     v = rng.choice(loops)
     f = rng.choice([2, 3, 4, 8])
     if kw == "split":
@@ -1018,6 +1018,17 @@ def _random_keywords(rng: random.Random, prog: Program):
         return {"parallel": v}
     if kw == "split+unroll":
         return {"split": {v: f}, "unroll": f"{v}_inner"}
+    if kw == "groups":  # OpenCL work-groups (both halves parallel); r > 1: r elements per work-item, unrolled
+        deep = [c for c in nests if len(c) >= 2]
+        dims = list(rng.choice(deep)[-2:]) if deep and rng.random() < 0.5 else [v]
+        r = rng.choice([1, 2, 3])
+        if r == 1:
+            return {"tile": {d: f for d in dims}, "parallel": tuple(f"{d}_{h}" for h in ("outer", "inner")
+                                                                     for d in dims)}
+        return {"split": {d: r * f for d in dims}, "tile": {f"{d}_inner": f for d in dims},
+                "order": tuple(f"{d}_{h}" for h in ("outer", "inner_inner", "inner_outer") for d in dims),
+                "unroll": tuple(f"{d}_inner_outer" for d in dims),
+                "parallel": tuple(f"{d}_outer" for d in dims) + tuple(f"{d}_inner_inner" for d in dims)}
     return {"tile": {v: f}, "parallel": f"{v}_outer"}
 
 

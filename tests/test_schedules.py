@@ -212,7 +212,9 @@ def test_split_identity_in_loop_structure():
 
 
 def test_heuristic_interchanges_gemm_and_parallelizes():
-    text = polyjit.kernel(gemm).inspect_schedule(np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((3, 3)))
+    # on OpenCL; natively the heuristic tiles gemm instead (tests/test_matmul_tiling.py)
+    text = polyjit.kernel(gemm, target="opencl").inspect_schedule(np.zeros((3, 3)), np.zeros((3, 3)),
+                                                                  np.zeros((3, 3)))
     assert "schedule (heuristic)" in text
     assert "tags: i=parallel, j=vector" in text
     lines = [ln.split("#")[1].strip() for ln in text.splitlines() if ln.strip().startswith("for")]
