@@ -2,9 +2,10 @@
 
 Liveness is computed over the control-flow graph (bitset dataflow, so loops are handled exactly) in
 one backward walk that also collects the register effects (``liveness.analyse``); each value's live
-set is a bitset of positions (use at 2i, def at 2i+1).  Physical registers named
-in the program (arguments, returns, rdx:rax for div, cl for shifts, call clobbers) are values too
-and block their register where live.  Virtuals are assigned greedily in order of first position
+set is a bitset of positions (use at 2i, def at 2i+1).  Physical registers named in the program
+(arguments, returns, rdx:rax for div, cl for shifts) are values too and block their register where
+live; call clobbers that no later instruction names only block their register at the call (no values:
+fewer values make every phase cheaper).  Virtuals are assigned greedily in order of first position
 (linear scan with lifetime holes), trying move hints first; when nothing is free the values of least
 spill weight (reads and writes per live position; on ties the one ending last) are spilled whole to a
 stack slot (64 bytes for zmm) and accessed through scratch registers of its class (preferably
@@ -17,8 +18,9 @@ operands (registers and addresses are tuples) and creates instructions only wher
 instructions touching spilled values go to ``spill.Spiller`` (per-pattern plans, folding into slot
 operands, spill loads/stores built once per process).
 Copies that end up between one register are elided.  The prologue saves exactly the callee-saved
-registers written; the frame keeps rsp 16-byte aligned at calls; vzeroupper precedes ``ret``
-whenever ymm/zmm registers were used.  Opmask virtuals spill too (8-byte slots, kmovq).
+registers written (prologue and epilogue steps are built once per process for each frame shape); the
+frame keeps rsp 16-byte aligned at calls; vzeroupper precedes ``ret`` whenever ymm/zmm registers were
+used.  Opmask virtuals spill too (8-byte slots, kmovq).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def allocate(program: Program) -> AllocatedProgram:
     items = program.items
     a = analyse(items, program.isa == "avx512")
     facts = _facts(a)
-    assigned = None if _must_spill(program, a) else _assign(program, a, facts, reserve=False)
+    assigned = None if _must_spill(program, a, facts) else _assign(program, a, facts, reserve=False)
     if assigned is not None:
         return _rewrite(program, items, a, assigned[0], assigned[1], facts)
     # pressure: reserve scratch registers and assign again; two per class first (instructions rarely touch
@@ -107,13 +109,10 @@ def allocate(program: Program) -> AllocatedProgram:
         return _rewrite(program, items, a, assigned[0], assigned[1], facts)
 
 
-def _must_spill(program, a) -> bool:
+def _must_spill(program, a, facts) -> bool:
     """Whether more virtuals of one class are live at some block entry than the class has registers (then
     the assignment without scratch registers would fail: reserve them at once)."""
-    by_cls = {"gp": 0, "vec": 0, "k": 0}
-    for j, key in enumerate(a.keys):
-        if key[2]:
-            by_cls[key[0]] |= 1 << j
+    by_cls = facts["virtual_bits"]
     limits = (("gp", by_cls["gp"], len(_GP_ORDER)), ("vec", by_cls["vec"], 32 if program.isa == "avx512" else 16),
               ("k", by_cls["k"], 7))
     for live in a.live_in:
@@ -124,21 +123,32 @@ def _must_spill(program, a) -> bool:
 
 
 def _facts(a) -> dict:
-    """Fixed-register occupancy by class and number, scratch registers and spill weights."""
+    """Fixed-register occupancy by class and number, scratch registers, the virtuals (ids, and as a bitset
+    by class)."""
     fixed = {"gp": [0] * 16, "vec": [0] * 32, "k": [0] * 8}
+    virtual_bits = {"gp": 0, "vec": 0, "k": 0}
+    virtuals = []
     masks = a.masks
     defined = a.defined
     written_gp = set()
     for j, key in enumerate(a.keys):
-        if not key[2]:
+        if key[2]:
+            virtuals.append(j)
+            virtual_bits[key[0]] |= 1 << j
+        else:
             fixed[key[0]][key[1]] |= masks[j]
             if key[0] == "gp" and (defined >> j) & 1:
                 written_gp.add(key[1])  # physical GP registers the program writes itself
+    for cls, num, pos in a.clobbers:  # call clobbers that are no value (see liveness.analyse)
+        fixed[cls][num] |= 1 << pos
+        if cls == "gp":
+            written_gp.add(num)
     scratch = {}
     for cls, prefs in (("gp", _GP_SCRATCH), ("vec", _VEC_SCRATCH), ("k", _K_SCRATCH)):
         free = [n for n in prefs if not fixed[cls][n]]  # never a register the program names itself
         scratch[cls] = tuple((free + [n for n in prefs if n not in free])[:3])
-    return {"fixed": fixed, "written_gp": written_gp, "scratch": scratch}
+    return {"fixed": fixed, "written_gp": written_gp, "scratch": scratch, "virtuals": virtuals,
+            "virtual_bits": virtual_bits}
 
 
 def _assign(program, a, facts, reserve):
@@ -158,9 +168,8 @@ def _assign(program, a, facts, reserve):
     occupants = {cls: [[] for _ in occ] for cls, occ in fixed.items()}
     assigned: dict = {}
     spilled: set = set()
-    virtuals = [j for j, k in enumerate(keys) if k[2]]
     first = [(m & -m).bit_length() for m in masks]  # first live position (a list: no key function calls)
-    virtuals.sort(key=first.__getitem__)
+    virtuals = sorted(facts["virtuals"], key=first.__getitem__)
     for j in virtuals:
         cls, num, _ = keys[j]
         m = masks[j]
@@ -195,8 +204,10 @@ def _evict(cands, j, masks, weight, ends, fixed, occupants, assigned, spilled, o
     """Free a register for value ``j`` by spilling the occupants in its way that weigh least (uses per
     live position), or return None when value ``j`` itself weighs least; ties spill what ends last."""
     m = masks[j]
-    own = weight[j]
-    best = best_n = None
+    # the best so far as (cost, end), value j itself at first: a register is freed only for occupants that
+    # weigh strictly less (or as much and end later)
+    bound, bound_end = weight[j], ends[j]
+    best_n = None
     for n in cands:
         if fixed[n] & m:
             continue
@@ -205,14 +216,14 @@ def _evict(cands, j, masks, weight, ends, fixed, occupants, assigned, spilled, o
         for o in occupants[n]:
             if masks[o] & m:
                 cost += weight[o]
-                if cost > own:  # never worth evicting: value j itself weighs less
+                if cost > bound:  # never chosen: the best so far weighs less
                     break
                 if ends[o] > far:
                     far = ends[o]
         else:
-            if best is None or (cost, -far) < best:
-                best, best_n = (cost, -far), n
-    if best is None or (own, -ends[j]) <= best:
+            if cost < bound or (cost == bound and far > bound_end):
+                bound, bound_end, best_n = cost, far, n
+    if best_n is None:
         return None
     n = best_n
     keep = []
@@ -297,6 +308,7 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
     rets = []         # step positions of the returns: the epilogue goes before each
     # the loop's common case (no spilled operand, no mask) runs for every instruction: few lines there
     new_tuple = tuple.__new__
+    marker = _SPILLED
     for i, it in enumerate(items):
         if type(it) is not Instr:
             step((i, it))
@@ -304,14 +316,18 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
         ops = it[1]
         n = len(ops)
         if n == 3:
-            new_ops = (operand_map[ops[0]], operand_map[ops[1]], operand_map[ops[2]])
-            touched = spilled and (new_ops[0] is _SPILLED or new_ops[1] is _SPILLED or new_ops[2] is _SPILLED)
+            p, q, r = ops
+            p, q, r = operand_map[p], operand_map[q], operand_map[r]
+            new_ops = (p, q, r)
+            touched = spilled and (p is marker or q is marker or r is marker)
         elif n == 2:
-            new_ops = (operand_map[ops[0]], operand_map[ops[1]])
-            touched = spilled and (new_ops[0] is _SPILLED or new_ops[1] is _SPILLED)
+            p, q = ops
+            p, q = operand_map[p], operand_map[q]
+            new_ops = (p, q)
+            touched = spilled and (p is marker or q is marker)
         elif n == 1:
             new_ops = (operand_map[ops[0]],)
-            touched = spilled and new_ops[0] is _SPILLED
+            touched = spilled and new_ops[0] is marker
         elif n:
             new_ops = tuple(map(operand_map.__getitem__, ops))
             touched = spilled and _SPILLED in new_ops
@@ -351,24 +367,41 @@ def _frame(program, steps, rets, assigned, keys, slots, spill_bytes, written, wi
     frame = spill_bytes
     if calls:  # rsp must be 16-byte aligned at every call
         frame += -(8 + 8 * len(saved) + spill_bytes) % program.abi.stack_align
-    prologue = [(-1, Instr("push", (r,))) for r in saved]
-    if frame:
-        prologue.append((-1, Instr("sub", (_RSP, frame))))
-    epilogue = [(-1, _VZEROUPPER)] if wide else []
-    if frame:
-        epilogue.append((-1, Instr("add", (_RSP, frame))))
-    epilogue.extend((-1, Instr("pop", (r,))) for r in reversed(saved))
+    prologue, epilogue = _frame_steps(saved, frame, wide)
     if prologue or epilogue:
-        body, steps, done = steps, prologue, 0
+        body, steps, done = steps, list(prologue), 0
         for r in rets:  # the epilogue goes before each return
             steps += body[done:r]
             steps += epilogue
             done = r
         steps += body[done:]
-    full = {"gp": GP64_REGS, "vec": ZMM_REGS if program.isa == "avx512" else YMM_REGS, "k": K_REGS}
+    full = _FULL_REGS[program.isa == "avx512"]
     assignment = {keys[j][1]: full[keys[j][0]][n] for j, n in assigned.items()}
-    assignment.update({k[1]: ("slot", off, size) for k, (off, size) in slots.items()})
+    if slots:
+        assignment.update({k[1]: ("slot", off, size) for k, (off, size) in slots.items()})
     return AllocatedProgram(program, tuple(steps), assignment, saved, frame, tuple(sorted(slots)))
+
+
+_FULL_REGS = ({"gp": GP64_REGS, "vec": YMM_REGS, "k": K_REGS}, {"gp": GP64_REGS, "vec": ZMM_REGS, "k": K_REGS})
+_FRAME_STEPS: dict = {}  # (saved registers, frame size, wide) -> (prologue steps, epilogue steps)
+
+
+def _frame_steps(saved, frame, wide):
+    """The prologue and epilogue steps (built once per process for each frame shape)."""
+    key = (saved, frame, wide)
+    made = _FRAME_STEPS.get(key)
+    if made is None:
+        if len(_FRAME_STEPS) > 10_000:  # many distinct frame sizes: start over rather than grow forever
+            _FRAME_STEPS.clear()
+        prologue = [(-1, Instr("push", (r,))) for r in saved]
+        if frame:
+            prologue.append((-1, Instr("sub", (_RSP, frame))))
+        epilogue = [(-1, _VZEROUPPER)] if wide else []
+        if frame:
+            epilogue.append((-1, Instr("add", (_RSP, frame))))
+        epilogue.extend((-1, Instr("pop", (r,))) for r in reversed(saved))
+        made = _FRAME_STEPS[key] = (tuple(prologue), tuple(epilogue))
+    return made
 
 
 def has_calls(program: Program) -> bool:

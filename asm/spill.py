@@ -218,6 +218,16 @@ def _unfoldable(key, new) -> bool:
     return unfoldable
 
 
+def _with(ops, k, op):
+    """``ops`` with operand ``k`` replaced by ``op`` (one tuple built for the common operand counts)."""
+    n = len(ops)
+    if n == 3:
+        return (op, ops[1], ops[2]) if k == 0 else (ops[0], op, ops[2]) if k == 1 else (ops[0], ops[1], op)
+    if n == 2:
+        return (op, ops[1]) if k == 0 else (ops[0], op)
+    return ops[:k] + (op,) + ops[k + 1:]
+
+
 class Spiller:
     """Rewrites instructions that touch spilled values (see the module docstring)."""
 
@@ -310,17 +320,14 @@ class Spiller:
             plan = fast[4][key] = _one_value_plan(it[0], fast, key, len(ops))
         if plan[1]:  # fold into the slot: only without another address and where the form encodes
             if Mem not in map(type, new_ops):
-                new = _new(Instr, (plan[0], new_ops[:k] + (info[3],) + new_ops[k + 1:]) + it[2:])
+                new = _new(Instr, (plan[0], _with(new_ops, k, info[3]), None, False, (), ()))
                 if not _unfoldable((it[0], key, new_ops, op[1]), new):
                     steps.append((i, new))
                     return True
             plan = plan[4]  # the plan without folding
         view = info[2][0]
-        if spills == 1:
-            out = new_ops[:k] + (view,) + new_ops[k + 1:]
-        else:
-            out = tuple([view if p is SPILLED else p for p in new_ops])
-        new = _new(Instr, (plan[0], out) + it[2:])
+        out = _with(new_ops, k, view) if spills == 1 else tuple([view if p is SPILLED else p for p in new_ops])
+        new = _new(Instr, (plan[0], out, None, False, (), ()))  # (no mask, no implicit registers here)
         if plan[2]:
             steps.append(info[4])
         steps.append((i, Elided(new) if fast[3] and i in self.copies and out[0] == out[1] else new))
