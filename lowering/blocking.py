@@ -33,6 +33,7 @@ from .looptree import For, Run
 from .vectorize import WIDTH, _uses, linear
 
 MAX_GROUPS = 48
+BLOCKING_ISAS = ("sse2", "avx2")  # the tiers the block emitter writes code for (xmm/ymm registers)
 MAX_TRIP = 64
 
 
@@ -116,7 +117,7 @@ def _sequential(model) -> bool:
 
 def plan_block(em, n: For) -> BlockPlan | None:
     model = em.model
-    if em.isa not in ("sse2", "avx2") or n.step <= 0 or not n.body or _sequential(model):
+    if em.isa not in BLOCKING_ISAS or n.step <= 0 or not n.body or _sequential(model):
         return None
     c = n.cond
     if not (isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.left, E.Var)

@@ -6,7 +6,9 @@ from dataclasses import replace
 
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
+from ..asm import isa_tier
 from . import transform as T
+from .blocking import BLOCKING_ISAS
 from .heuristic import auto_schedule, vectorize_innermost
 from .legality import check_legal
 
@@ -25,7 +27,9 @@ def apply_hints(model: KernelModel, options, *, target: str = "native") -> Kerne
     if getattr(options, "sequential", False):
         return replace(model, schedule=model.original_schedule(), tags=(), arrays_overlap=True)
     if not has_hints(options) and not model.tags:
-        return _prefetch(auto_schedule(model, parallel_reductions=reductions, tile=target == "native"), options)
+        # tiles for register blocking only where the block emitter writes code for the machine's tier
+        tile = target == "native" and isa_tier() in BLOCKING_ISAS
+        return _prefetch(auto_schedule(model, parallel_reductions=reductions, tile=tile), options)
     tail = getattr(options, "tail", "guard")
 
     def tail_of(loop: str) -> str:  # "separate" for all splits, or per source loop name

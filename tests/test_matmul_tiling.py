@@ -64,7 +64,12 @@ def test_heuristic_tiles_views():
 
 
 def test_heuristic_schedule_of_a_matmul_like_nest():
+    from polyjit.asm import isa_tier
+    from polyjit.lowering.blocking import BLOCKING_ISAS
     text = HEURISTIC.inspect_schedule(*_args(3, 3, 3))
+    if isa_tier() not in BLOCKING_ISAS:  # AVX-512: no block emitter, so no tiling for it
+        assert "_outer" not in text
+        return
     assert "j_outer:floor((j)/8), k_outer:floor((k)/512), 0, i_outer:floor((i)/5)" in text
     for tag in ("i_inner=unroll", "j_inner=vector", "B=prefetch:k_outer", "j_outer=parallel"):
         assert tag in text
@@ -88,4 +93,6 @@ def test_guarded_tails_block_full_tiles(n, m, p):
                                                           "j_inner"), unroll="i_inner", vectorize="j_inner")
     k = polyjit.kernel(gemm, target="native", **hints)
     check(k, *_args(n, m, p))
-    assert "fulltile" in k.inspect_asm(*_args(3, 3, 3))
+    from polyjit.asm import isa_tier
+    from polyjit.lowering.blocking import BLOCKING_ISAS
+    assert ("fulltile" in k.inspect_asm(*_args(3, 3, 3))) == (isa_tier() in BLOCKING_ISAS)
