@@ -1,9 +1,9 @@
 """GPU figures for the schedules issue, through OpenCL on the lent NVIDIA H100 (see bench/README.md for the set-up):
 saxpy float32 n=2^27 (bandwidth against the 3.35 TB/s HBM peak; beside it the best hand-written OpenCL kernel,
-CuPy's fused saxpy and CuPy's copy), sgemm 4096 with register tiles (with and without fastmath, which lets
-the compiler contract a*b + c into FMAs), with parallel=("i", "j"), with work-groups (tile 16x16x16, both halves
-of each split parallel) and with prefetch of A and B into __local memory, against CuPy's float32 matmul.
-Medians; writes $OUT/gpu.json.
+CuPy's fused saxpy and CuPy's copy), sgemm 4096 with the heuristic (no hints), with register tiles (with and
+without fastmath, which lets the compiler contract a*b + c into FMAs), with parallel=("i", "j"), with
+work-groups (tile 16x16x16, both halves of each split parallel) and with prefetch of A and B into __local
+memory, against CuPy's float32 matmul. Medians; writes $OUT/gpu.json.
 
     POLYJIT_OPENCL_DEVICE=NVIDIA python bench/gpu_schedules.py
 """
@@ -32,6 +32,8 @@ REGISTER_TILES = dict(split={"i": 128, "j": 128, "k": 16}, tile={"i_inner": 16, 
                       parallel=("i_outer", "j_outer", "i_inner_inner", "j_inner_inner"),
                       prefetch={"A": "k_outer", "B": "k_outer"})
 SGEMM_HINTS = [
+    ("heuristic (no hints; on a GPU: these register tiles)", {}),
+    ("heuristic, fastmath", dict(fastmath=True)),
     ("register tiles 8x8, work-groups 16x16, k 16, fastmath", dict(REGISTER_TILES, fastmath=True)),
     ("register tiles 8x8, work-groups 16x16, k 16", REGISTER_TILES),
     ("parallel i,j", dict(parallel=("i", "j"))),

@@ -253,10 +253,14 @@ class Kernel:
         from .lowering.schedule import apply_hints, has_hints
         from .pipeline import ISL_LOCK
         args = self._bind(args, kwargs)
+        gpu = False
+        if self.target == "opencl":
+            from . import opencl_runtime
+            gpu = opencl_runtime.device_is_gpu()
         with ISL_LOCK:
             model = build_model(self.program(), self.signature(args), fastmath=self.options.fastmath)
             origin = "hints" if has_hints(self.options) or model.tags else "heuristic"
-            model = apply_hints(model, self.options, target=self.target)
+            model = apply_hints(model, self.options, target=self.target, gpu=gpu)
             tree = build_loop_tree(model)
         sched = "\n".join(f"  {iid}: [{', '.join(map(str, dims))}]" for iid, dims in model.schedule)
         tags = ", ".join(f"{n}={t}" for n, t in model.tags) or "(none)"

@@ -59,6 +59,11 @@ def device_identity() -> tuple:
     return (d.platform.name, d.platform.version, d.name, d.driver_version, d.version)
 
 
+def device_is_gpu() -> bool:
+    """Whether the OpenCL device is a GPU (the heuristic then maps matmul-like nests to work-groups)."""
+    return bool(context_and_queue()[0].devices[0].type & _cl().device_type.GPU)
+
+
 def build_options(fastmath: bool, sequential: bool = False, unit: bool = False, group: int = 0) -> tuple:
     """The compiler options of a program; `sequential` for the phases that run on one work-item; `unit`
     for the variant whose arrays all have unit stride in their last axis (the source's PJ_LAST macro);

@@ -40,15 +40,17 @@ class Trace:
 
 def compile_opencl(program, signature: dict, options, trace: Trace):
     """Source program (already parsed) + argument types -> model, schedule, loop tree, OpenCL C."""
+    from . import opencl_runtime
     from .analysis.build import build_model
     from .lowering.hostcode import check_function_source
     from .lowering.looptree import build_loop_tree
     from .lowering.opencl import emit_opencl
     from .lowering.schedule import apply_hints
 
+    gpu = opencl_runtime.device_is_gpu()
     with ISL_LOCK:
         model = trace.stage("model", build_model, program, signature, fastmath=options.fastmath)
-        model = trace.stage("schedule", apply_hints, model, options, target="opencl")
+        model = trace.stage("schedule", apply_hints, model, options, target="opencl", gpu=gpu)
         tree = trace.stage("looptree", build_loop_tree, model)
         code = trace.stage("opencl", emit_opencl, model, tree, arrays_overlap=options.sequential)
         checks = check_function_source(model)

@@ -78,29 +78,37 @@ def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False, tile
 MATMUL_TILE = {"i": 5, "j": 8, "k": 512}  # by role: the rows of the block, its columns, the sum
 
 
-def tile_matmul(model: KernelModel) -> KernelModel:
-    """The model with its matmul-like nest tiled, or the model itself. Matmul-like: one instruction in a
-    perfect band of three loops, `X[.., j] = X[.., j] + ...` (one element updated, read back, its last index
-    the loop `j`, the index free of the third loop `k`), reading an array indexed by k and j (packed).
-    Kept only where legal and j_inner carries nothing (checked); every instance runs in the same order per
-    element of X, so results are bit-identical."""
+def _matmul_roles(model: KernelModel):
+    """(i, j, k, instruction) of a matmul-like nest: one instruction in a perfect band of three loops,
+    `X[.., j] = X[.., j] + ...` (one element updated and read back, its last index the loop j, the index
+    free of the third loop k); else None."""
     bands = [names for names in _nests(model) if len(names) == 3]
     if len(bands) != 1 or len(model.instructions) != 1:
-        return model
+        return None
     names, ins = bands[0], model.instructions[0]
     target = ins.assignee
     if tuple(ins.loops) != tuple(names) or not isinstance(target, E.Index) or not target.indices:
-        return model
+        return None
     used = {v.name for i in target.indices for v in E.walk(i) if isinstance(v, E.Var)}
     last = _strip(target.indices[-1])
     rest = [n for n in names if n not in used]
     if not isinstance(last, E.Var) or last.name not in names or len(rest) != 1 or \
             not any(x == target for x in E.walk(ins.expression)):
-        return model
+        return None
     j, k = last.name, rest[0]
-    i = next(n for n in names if n not in (j, k))
-    packed = [a.array for a in ins.accesses if not a.write and a.affine and a.array != target.array and a.index
-              and isinstance(_strip(a.index[-1]), E.Var) and _strip(a.index[-1]).name == j
+    return next(n for n in names if n not in (j, k)), j, k, ins
+
+
+def tile_matmul(model: KernelModel) -> KernelModel:
+    """The model with its matmul-like nest (`_matmul_roles`) tiled as MATMUL_TILE says, or the model itself;
+    an array indexed by k and j is packed. Kept only where legal and j_inner carries nothing (checked); every
+    instance runs in the same order per element of X, so results are bit-identical."""
+    roles = _matmul_roles(model)
+    if roles is None:
+        return model
+    i, j, k, ins = roles
+    packed = [a.array for a in ins.accesses if not a.write and a.affine and a.array != ins.assignee.array
+              and a.index and isinstance(_strip(a.index[-1]), E.Var) and _strip(a.index[-1]).name == j
               and any(isinstance(_strip(x), E.Var) and _strip(x).name == k for x in a.index[:-1])]
     try:
         t = model
@@ -114,6 +122,51 @@ def tile_matmul(model: KernelModel) -> KernelModel:
             return model
         if carried(t, f"{j}_outer") is None and escaping(t, f"{j}_outer") is None:
             t = T.parallelize(t, f"{j}_outer")
+    except ScheduleError:
+        return model
+    return t
+
+
+# OpenCL on GPUs (bench/gpu_schedules.py's REGISTER_TILES): work-groups of 16x16 work-items, each updating
+# 8x8 elements 16 apart in registers (opencl_tiles.py), the read arrays' tiles copied to __local memory at
+# every iteration of k_outer (k in tiles of 16)
+GPU_TILE = {"block": 128, "items": 16, "k": 16}
+
+
+def tile_matmul_groups(model: KernelModel) -> KernelModel:
+    """For OpenCL on GPUs: the matmul-like nest (`_matmul_roles`) mapped to work-groups with register tiles,
+    or the model itself. Only where every other array is read through bare loop variables (its tile is a
+    box), the schedule is legal, its parallel loops carry nothing and the loop tree maps to work-groups."""
+    from .looptree import build_loop_tree
+    from .workgroups import find_group_nest
+    roles = _matmul_roles(model)
+    if roles is None:
+        return model
+    i, j, k, ins = roles
+    reads = sorted({a.array for a in ins.accesses if a.array != ins.assignee.array})
+    for a in ins.accesses:
+        if a.array in reads and not (a.affine and not a.checked and not a.write and all(
+                isinstance(_strip(x), E.Var) and _strip(x).name in (i, j, k) for x in a.index)):
+            return model
+    items = (f"{i}_inner_inner", f"{j}_inner_inner")
+    parallel = (f"{i}_outer", f"{j}_outer") + items
+    try:
+        t = model
+        for name in (i, j, k):
+            t = T.split(t, name, GPU_TILE["k" if name == k else "block"])
+        t = T.tile(t, {f"{i}_inner": GPU_TILE["items"], f"{j}_inner": GPU_TILE["items"]})
+        t = T.reorder(t, parallel[:2] + (f"{k}_outer",) + items + (f"{k}_inner", f"{i}_inner_outer",
+                                                                   f"{j}_inner_outer"))
+        t = T.unroll(T.unroll(t, f"{i}_inner_outer"), f"{j}_inner_outer")
+        for name in parallel:
+            t = T.parallelize(t, name)
+        for array in reads:
+            t = T.prefetch(t, array, f"{k}_outer")
+        if violated(t) is not None or any(carried(t, name) is not None for name in parallel):
+            return model
+        tree = build_loop_tree(t)
+        if len(tree.body) != 1 or find_group_nest(t, tree.body[0]) is None:
+            return model
     except ScheduleError:
         return model
     return t

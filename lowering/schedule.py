@@ -9,7 +9,7 @@ from ..analysis.model import KernelModel
 from ..asm import isa_tier
 from . import transform as T
 from .blocking import BLOCKING_ISAS
-from .heuristic import auto_schedule, vectorize_innermost
+from .heuristic import auto_schedule, tile_matmul_groups, vectorize_innermost
 from .legality import check_legal
 
 KEYWORDS = ("split", "tile", "order", "unroll", "vectorize", "parallel", "schedule")
@@ -19,7 +19,7 @@ def has_hints(options) -> bool:
     return any(getattr(options, kw) for kw in KEYWORDS)
 
 
-def apply_hints(model: KernelModel, options, *, target: str = "native") -> KernelModel:
+def apply_hints(model: KernelModel, options, *, target: str = "native", gpu: bool = False) -> KernelModel:
     """The model with the decorator's schedule hints applied (or the heuristic's, when none are given),
     after checking them against the dependences unless `unsafe=True`. Both targets combine the partial sums of
     fastmath sums in parallel loops (threads natively, work-items on OpenCL: not inside work-group nests)."""
@@ -27,6 +27,10 @@ def apply_hints(model: KernelModel, options, *, target: str = "native") -> Kerne
     if getattr(options, "sequential", False):
         return replace(model, schedule=model.original_schedule(), tags=(), arrays_overlap=True)
     if not has_hints(options) and not model.tags:
+        if target == "opencl" and gpu:  # `gpu`: the OpenCL device is a GPU
+            tiled = tile_matmul_groups(model)
+            if tiled is not model:
+                return tiled
         # tiles for register blocking only where the block emitter writes code for the machine's tier
         tile = target == "native" and isa_tier() in BLOCKING_ISAS
         return _prefetch(auto_schedule(model, parallel_reductions=reductions, tile=tile), options)

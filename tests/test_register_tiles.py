@@ -125,3 +125,16 @@ def test_nvidia_builds_cap_registers_for_two_work_groups_per_multiprocessor(monk
     other = SimpleNamespace(devices=[SimpleNamespace(platform=SimpleNamespace(name="Portable Computing Language"))])
     monkeypatch.setattr(rt, "context_and_queue", lambda: (other, None))
     assert not any("maxrregcount" in o for o in rt.build_options(True, False, True, 256))
+
+
+def test_heuristic_maps_matmul_like_nests_to_register_tiles_on_gpus(monkeypatch):
+    from polyjit import opencl_runtime as rt
+    monkeypatch.setattr(rt, "device_is_gpu", lambda: True)  # pocl stands in for a GPU
+    k = polyjit.kernel(gemm, target="opencl", cache=False)
+    text = k.inspect_schedule(*_args(3, 3, 3))
+    assert "i_outer=parallel" in text and "i_inner_outer=unroll" in text and "A=prefetch:k_outer" in text
+    for n, m, p in [(0, 3, 2), (1, 1, 1), (9, 13, 17), (130, 7, 20)]:
+        check(k, *_args(n, m, p, np.float32))
+    assert "float pj_r63 = 0;" in k.inspect_opencl(*_args(3, 3, 3, np.float32))
+    monkeypatch.setattr(rt, "device_is_gpu", lambda: False)  # pocl itself: the plain NDRange heuristic
+    assert "_outer" not in polyjit.kernel(gemm, target="opencl", cache=False).inspect_schedule(*_args(3, 3, 3))
