@@ -101,6 +101,11 @@ def saxpy_figures(ctx, q, out: dict, n: int = 2**27) -> None:
     k(np.float32(2), x, y, o)
     assert np.array_equal(o.get(), np.float32(2) * x.get() + y.get())
     report("polyjit", median_time(q, lambda: k(np.float32(2), x, y, o), 15))
+    for w in (4, 8):  # float4 / float8 per work-item (lowering/opencl_vector.py)
+        v = polyjit.kernel(saxpy, target="opencl", vectorize={"i": w}, parallel="i_outer", cache=False)
+        v(np.float32(2), x, y, o)
+        assert np.array_equal(o.get(), np.float32(2) * x.get() + y.get())
+        report(f"polyjit vectorize={{'i': {w}}}", median_time(q, lambda v=v: v(np.float32(2), x, y, o), 15))
     hand = cl.Kernel(cl.Program(ctx, HAND_SAXPY).build(), "saxpy4")
     size = (n // 4 + 511) // 512 * 512
     report("hand-written OpenCL float4", median_time(q, lambda: hand(q, (size,), (512,), x.data, y.data, o.data,

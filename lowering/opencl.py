@@ -18,6 +18,7 @@ from .ctypes_ import C_TYPES, UNSIGNED
 from .legality import loop_sums
 from .looptree import For, If, LoopTree, Run, runs_of
 from .opencl_groups import GroupKernels
+from .opencl_vector import VectorLoops
 from .typeof import type_of
 from .workgroups import find_group_nest, footprint, prefetches, trip_form
 
@@ -119,7 +120,7 @@ long pj_check(long i, long n, int code, int *err) {
 """
 
 
-class OpenCLEmitter(GroupKernels):
+class OpenCLEmitter(GroupKernels, VectorLoops):
     """Emits OpenCL C for a model and its loop tree; target variants override class attributes."""
 
     # bounds checks set a private flag that reaches the global error word once, at the kernel's end (the
@@ -310,7 +311,12 @@ class OpenCLEmitter(GroupKernels):
                 out += self.run(n, depth)
         return out
 
-    def loop(self, n: For, depth) -> list[str]:
+    def loop(self, n: For, depth, vector: bool = True) -> list[str]:
+        """The loop as written, or, for a vector-tagged loop that fits (opencl_vector.py), as vector code for
+        full tiles beside it."""
+        lines = self.vector_loop(n, depth) if vector else None
+        if lines is not None:
+            return lines
         pad = self.indent_unit * depth
         out = [f"{pad}#pragma unroll 1"] if self.keep_loops else []
         out.append(f"{pad}for (long {n.var} = {self.expr(n.init)}; {self.expr(n.cond)}; {n.var} += {n.step}) {{")
