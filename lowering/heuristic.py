@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import islpy as isl
+
 from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel, SchedDim
@@ -69,7 +71,49 @@ def auto_schedule(model: KernelModel, *, parallel_reductions: bool = False, tile
                     escaping(model, name, allow_reductions=sums) is None:
                 model = T.parallelize(model, name)
                 break
-    return vectorize_outer(vectorize_innermost(model, split_names=True))
+    return unroll_short_loops(vectorize_outer(vectorize_innermost(model, split_names=True)))
+
+
+SHORT_TRIP = 8  # loops of at most this many iterations (a constant) are unrolled by the heuristic
+
+
+def unroll_short_loops(model: KernelModel) -> KernelModel:
+    """Tags for complete unrolling the innermost loops that run a constant number of iterations, 2 to
+    SHORT_TRIP, in every instance (`for d in range(3)`), carry no other tag and sit in no loop running in
+    SIMD lanes (the lane emitters take a short loop better as a loop: a 5-tap filter ran 8x slower
+    unrolled there): straight-line code, the same instances in the same order, so results do not change."""
+    inner = _inner_loops(model)
+    tagged = {name for name, _ in model.tags}
+    lanes = {name for name, tag in model.tags if tag == "vector"}
+    for name in model.loop_names():
+        if inner.get(name) or name in tagged or any(name in inner.get(v, ()) for v in lanes):
+            continue
+        trips = {_constant_trip(ins.domain, ins.loops.index(name)) for ins in model.instructions
+                 if name in ins.loops}
+        if len(trips) == 1 and (trip := trips.pop()) is not None and 2 <= trip <= SHORT_TRIP:
+            model = T.unroll(model, name)
+    return model
+
+
+def _constant_trip(domain: isl.Set, pos: int) -> int | None:
+    """The trip count of set dimension `pos` where it is the same constant range for every value of the
+    dimensions before it (and of the parameters), else None."""
+    n = domain.dim(isl.dim_type.set)
+    s = domain.project_out(isl.dim_type.set, pos + 1, n - pos - 1).reset_tuple_id()
+    bounds = []
+    for pw in (s.dim_min(pos), s.dim_max(pos)):
+        pieces = pw.get_pieces() if pw.is_cst() else []
+        if len(pieces) != 1 or not pieces[0][1].get_constant_val().is_int():
+            return None
+        bounds.append(int(pieces[0][1].get_constant_val().to_python()))
+    lo, hi = bounds
+    outer = s.project_out(isl.dim_type.set, pos, 1)
+    box = outer.flat_product(isl.Set(f"{{ [x] : {lo} <= x <= {hi} }}").align_params(outer.get_space()))
+    for d in range(pos + 1):  # the same dimension names, so that the sets compare
+        name = s.get_dim_name(isl.dim_type.set, d) or f"x{d}"
+        box = box.set_dim_name(isl.dim_type.set, d, name)
+        s = s.set_dim_name(isl.dim_type.set, d, name)
+    return hi - lo + 1 if s.is_equal(box.reset_tuple_id()) else None
 
 
 # bench/gemm_blocking.py's schedule, j outermost: a 5x8 block of C in registers (i_inner unrolled, j_inner in
