@@ -20,7 +20,8 @@ from ..analysis import expr as E
 from .looptree import For, If, Run
 
 
-def _vars(e: E.Expr) -> set[str]:
+def var_names(e: E.Expr) -> set[str]:
+    """The names of the variables `e` reads."""
     return {v.name for v in E.walk(e) if isinstance(v, E.Var)}
 
 
@@ -48,11 +49,11 @@ def full_tiles(k: For) -> tuple[E.Expr, For] | None:
         for n in nodes:
             if isinstance(n, For):
                 bound = constant_bound(n)
-                if bound is not None and not (_vars(bound[1]) & inner):
+                if bound is not None and not (var_names(bound[1]) & inner):
                     conds.setdefault(f"{bound[1]} >= {bound[0]}", E.Compare("ge", bound[1], bound[0]))
                     n = replace(n, cond=E.Compare(n.cond.op, n.cond.left, bound[0]))
                 out.append(replace(n, body=tuple(rewrite(n.body))))
-            elif isinstance(n, If) and not (_vars(n.cond) & inner):
+            elif isinstance(n, If) and not (var_names(n.cond) & inner):
                 conds.setdefault(str(n.cond), n.cond)
                 out += rewrite(n.then)
             elif isinstance(n, If):

@@ -15,6 +15,7 @@ from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel, SchedDim
 from . import transform as T
+from .blocking import _strip
 from .legality import carried, escaping, parallel_sums, violated
 
 
@@ -214,12 +215,6 @@ def tile_matmul_groups(model: KernelModel) -> KernelModel:
     except ScheduleError:
         return model
     return t
-
-
-def _strip(e):
-    while isinstance(e, E.Cast):
-        e = e.operand
-    return e
 
 
 def vectorize_outer(model: KernelModel) -> KernelModel:

@@ -15,6 +15,7 @@ from ..analysis import expr as E
 from ..analysis.errors import ScheduleError
 from ..analysis.model import KernelModel
 from .ctypes_ import C_TYPES, UNSIGNED
+from .full_tiles import constant_bound
 from .legality import loop_sums
 from .looptree import For, If, LoopTree, Run, runs_of
 from .opencl_groups import GroupKernels
@@ -288,7 +289,7 @@ class OpenCLEmitter(GroupKernels, VectorLoops):
         out = []
         for n in nodes:
             if isinstance(n, For):
-                bound = self.full_trip(n) if self.assume_true else None
+                bound = constant_bound(n) if self.assume_true else None
                 if bound is None:
                     out += self.loop(n, depth)
                 else:  # in a full register tile, full tiles of a split loop get its constant bound, which
@@ -323,19 +324,6 @@ class OpenCLEmitter(GroupKernels, VectorLoops):
         out += self.lines(n.body, depth + 1)
         out.append(f"{pad}}}")
         return out
-
-    @staticmethod
-    def full_trip(n: For):
-        """(c, e) for a loop `var < min(c, e)` (or <=) with a constant c: the partial tiles of a split."""
-        c = n.cond
-        if isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.right, E.Call) \
-                and c.right.func == "min" and len(c.right.args) == 2:
-            a, b = c.right.args
-            if isinstance(a, E.Const):
-                return a, b
-            if isinstance(b, E.Const):
-                return b, a
-        return None
 
     def run(self, n: Run, depth) -> list[str]:
         pad = self.indent_unit * depth

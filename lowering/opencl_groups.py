@@ -59,7 +59,7 @@ class GroupKernels:
                 out.append(f"        const int pj_full = {' && '.join(f'({self.expr(c)})' for c in full)};")
             self.registers = {key: r for t in tiles for key, r in t.keys.items()}
             try:
-                out += self.group_body(nest, boxes, 2)
+                out += self.group_body(nest, boxes, 2, full)
             finally:
                 self.registers = {}
             out += [f"        if ({guard}) {{", *stores, "        }", "    } else {"]
@@ -68,8 +68,9 @@ class GroupKernels:
         out += [self.ERROR_STORE, "}"]
         return "\n".join(out)
 
-    def group_body(self, nest, boxes, depth: int) -> list[str]:
-        """The serial loops between, with their tile copies and barriers, around the item-guarded body."""
+    def group_body(self, nest, boxes, depth: int, full=()) -> list[str]:
+        """The serial loops between, with their tile copies and barriers, around the item-guarded body;
+        `full`: the conditions `pj_full` holds, which work-items with the whole register tile assume."""
         out, closers = [], []
         for f in nest.between:
             pad = self.indent_unit * depth
@@ -85,7 +86,6 @@ class GroupKernels:
         out.append(f"{pad}if ({self.expr(item_guard(nest))}) {{")
         self.local_reads = {b.array: b for b in boxes}
         try:
-            full = invariant_conditions(nest, self.model) if self.registers else ()
             if full:  # work-items whose guards on the tile all hold run the body without them
                 out.append(f"{pad}{self.indent_unit}if (pj_full) {{")
                 self.assume_true = {str(c) for c in full}
@@ -126,15 +126,13 @@ class GroupKernels:
             conds.append(f"pj_x{d} >= 0 && pj_x{d} < {a}_shape{d}")
             terms.append(f"pj_x{d} * {self.stride(a, d, len(b.sizes))}")
         copy = f"pj_{a}_loc[pj_e] = {a}[{' + '.join(terms)}];"
-        partial = "" if rounds * group == b.count else f"pj_e < {b.count}"
-        out.append(f"{pad}if ({inside}) {{")
-        for checks in (partial, " && ".join(c for c in (partial, *reversed(conds)) if c)):
-            out.append(f"{pad}    #pragma unroll{'' if rounds <= 16 else ' 8'}")
-            out.append(f"{pad}    for (int pj_n = 0; pj_n < {rounds}; pj_n++) {{")
-            out += [f"{pad}    {line}" for line in head]
-            out.append(f"{pad}        {f'if ({checks}) ' if checks else ''}{copy}")
-            out.append(f"{pad}    }}")
-            if checks is partial:
-                out.append(f"{pad}}} else {{")
-        out.append(f"{pad}}}")
-        return out
+        partial = [] if rounds * group == b.count else [f"pj_e < {b.count}"]
+
+        def rounds_loop(checks):
+            test = f"if ({' && '.join(checks)}) " if checks else ""
+            return [f"{pad}    #pragma unroll{'' if rounds <= 16 else ' 8'}",
+                    f"{pad}    for (int pj_n = 0; pj_n < {rounds}; pj_n++) {{",
+                    *(f"{pad}    {line}" for line in head), f"{pad}        {test}{copy}", f"{pad}    }}"]
+
+        return out + [f"{pad}if ({inside}) {{", *rounds_loop(partial), f"{pad}}} else {{",
+                      *rounds_loop(partial + conds[::-1]), f"{pad}}}"]

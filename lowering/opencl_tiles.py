@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ..analysis import expr as E
 from .blocking import _split_const
+from .full_tiles import var_names
 from .looptree import For, If, Run
 
 
@@ -63,16 +64,12 @@ class RegisterTile:
         return "(" + " || ".join(conds) + ")"
 
 
-def _vars(e: E.Expr) -> set[str]:
-    return {v.name for v in E.walk(e) if isinstance(v, E.Var)}
-
-
 def plan_tiles(model, nest) -> tuple[RegisterTile, ...]:
     """The register tiles of a work-group nest: one per written array that qualifies (module docstring)."""
     outside = {a.group.var for a in nest.axes} | {f.var for f in nest.items}
     allowed = _allowed(model, nest)
     for f in nest.between:
-        if _vars(f.init) & outside or _vars(f.cond) & outside:
+        if var_names(f.init) & outside or var_names(f.cond) & outside:
             return ()
     written = set(model.written_arrays())
     seen: dict[str, list] = {}  # array -> [(run, source Index, bound Index, guard)]
@@ -81,12 +78,12 @@ def plan_tiles(model, nest) -> tuple[RegisterTile, ...]:
     def visit(nodes, guard):
         for n in nodes:
             if isinstance(n, For):
-                if _vars(n.init) & outside or _vars(n.cond) & outside:
+                if var_names(n.init) & outside or var_names(n.cond) & outside:
                     spoiled.update(written)
                 visit(n.body, guard)
             elif isinstance(n, If):
                 for branch, cond in ((n.then, n.cond), (n.orelse, E.UnOp("not", n.cond))):
-                    ok = guard is not False and not (_vars(cond) - allowed)
+                    ok = guard is not False and not (var_names(cond) - allowed)
                     visit(branch, (cond if guard is None else E.BoolOp("and", guard, cond)) if ok else False)
             elif isinstance(n, Run):
                 ins = model.instruction(n.instruction)
@@ -99,7 +96,7 @@ def plan_tiles(model, nest) -> tuple[RegisterTile, ...]:
                         if isinstance(node, E.Index) and node.array in written:
                             bound = E.substitute(node, lambda v, b=binds: b.get(v.name) if isinstance(v, E.Var)
                                                  else None)
-                            if guard is False or set().union(*map(_vars, bound.indices)) - allowed:
+                            if guard is False or set().union(*map(var_names, bound.indices)) - allowed:
                                 spoiled.add(node.array)
                             seen.setdefault(node.array, []).append((n, node, bound, guard))
 
@@ -145,7 +142,7 @@ def invariant_conditions(nest, model) -> tuple[E.Expr, ...]:
             if isinstance(n, For):
                 visit(n.body)
             elif isinstance(n, If):
-                if not (_vars(n.cond) - allowed):
+                if not (var_names(n.cond) - allowed):
                     found.setdefault(str(n.cond), n.cond)
                 visit(n.then)
                 visit(n.orelse)

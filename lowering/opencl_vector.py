@@ -21,7 +21,7 @@ from ..analysis import expr as E
 from .ctypes_ import C_TYPES
 from .full_tiles import constant_bound
 from .looptree import For, Run
-from .vectorize import linear
+from .vectorize import _uses, linear
 
 WIDTHS = (2, 4, 8, 16)
 _OPS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/"}
@@ -67,7 +67,7 @@ class VectorLoops:
             return None
         binds = dict(run.bindings)
         plan = {"run": run, "ins": ins, "dtype": dtype, "addresses": [], "reads": set(), "var": var,
-                "binds": binds}
+                "binds": binds, "at": {}}  # at: id of a read Index -> its address at lane 0, or "scalar"
         target = self._access(ins.assignee, plan, dtype)
         if target is None or target == "scalar":
             return None
@@ -86,9 +86,9 @@ class VectorLoops:
             return None
         var = plan["var"]
         idx = [self._bound(i, plan) for i in node.indices]
-        if not any(var in {v.name for v in E.walk(i) if isinstance(v, E.Var)} for i in idx):
+        if not any(_uses(i, {var}) for i in idx):
             return "scalar"
-        if not idx or any(var in {v.name for v in E.walk(i) if isinstance(v, E.Var)} for i in idx[:-1]):
+        if not idx or any(_uses(i, {var}) for i in idx[:-1]):
             return None
         lin = linear(idx[-1], var)
         if lin is None or lin[0] != 1:
@@ -109,6 +109,7 @@ class VectorLoops:
             if got is None:
                 return False
             plan["reads"].add((e.array, got))
+            plan["at"][id(e)] = got
             return True
         if isinstance(e, E.Cast):
             return e.dtype == dtype and self.type_of(e.operand) == dtype and self._check(e.operand, plan, dtype)
@@ -128,7 +129,7 @@ class VectorLoops:
 
         def walk(e):
             if isinstance(e, E.Index):
-                got = self._access(e, plan, plan["dtype"])
+                got = plan["at"][id(e)]
                 return f"(({scalar})({self.expr(self._bound(e, plan))}))" if got == "scalar" else load(got)
             if isinstance(e, E.Cast):
                 return walk(e.operand)
@@ -138,9 +139,7 @@ class VectorLoops:
                 return f"(-{walk(e.operand)})"
             return f"(({scalar})({self.expr(e)}))"
 
-        plan["addresses"].clear()  # _access records them again
-        value = walk(plan["ins"].expression)
-        target = self._access(plan["ins"].assignee, plan, plan["dtype"])
+        value, target = walk(plan["ins"].expression), plan["target"]
         if aligned:
             return [f"*(__global {vtype} *)({target}) = {value};  /* {plan['ins'].id} */"]
         return [f"vstore{width}({value}, 0, {target});  /* {plan['ins'].id} */"]

@@ -62,5 +62,6 @@ def test_loops_in_lanes_longer_or_not_constant_stay_loops():
     assert "unroll" not in _tags(columns, np.ones((4, 2)), np.zeros(4))
     assert "unroll" not in _tags(long_rows, np.ones((4, 3)), np.zeros(4))
     for fn, args in [(taps, (np.arange(11.0), np.arange(5.0), np.zeros(11))),
-                     (ragged, (np.arange(8.0).reshape(4, 2), np.zeros(4))), (long_rows, (np.ones((4, 3)), np.zeros(4)))]:
+                     (ragged, (np.arange(8.0).reshape(4, 2), np.zeros(4))),
+                     (long_rows, (np.ones((4, 3)), np.zeros(4)))]:
         check(polyjit.kernel(fn), *args)
