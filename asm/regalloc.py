@@ -211,9 +211,16 @@ def _evict(cands, j, masks, weight, ends, fixed, occupants, assigned, spilled, o
     for n in cands:
         if fixed[n] & m:
             continue
+        held = occupants[n]
+        if len(held) == 1:  # its one occupant is in the way (nothing was free): no overlap test needed
+            o = held[0]
+            cost = weight[o]
+            if cost < bound or (cost == bound and ends[o] > bound_end):
+                bound, bound_end, best_n = cost, ends[o], n
+            continue
         cost = 0.0
         far = 0
-        for o in occupants[n]:
+        for o in held:
             if masks[o] & m:
                 cost += weight[o]
                 if cost > bound:  # never chosen: the best so far weighs less
@@ -310,20 +317,19 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
     new_tuple = tuple.__new__
     marker = _SPILLED
     for i, it in enumerate(items):
-        if type(it) is not Instr:
+        try:
+            m, ops, mask, zero, extra_uses, extra_defs = it
+        except TypeError:  # a Bind or Align (no fields by index)
             step((i, it))
             continue
-        ops = it[1]
         n = len(ops)
         if n == 3:
             p, q, r = ops
-            p, q, r = operand_map[p], operand_map[q], operand_map[r]
-            new_ops = (p, q, r)
+            new_ops = p, q, r = operand_map[p], operand_map[q], operand_map[r]
             touched = spilled and (p is marker or q is marker or r is marker)
         elif n == 2:
             p, q = ops
-            p, q = operand_map[p], operand_map[q]
-            new_ops = (p, q)
+            new_ops = p, q = operand_map[p], operand_map[q]
             touched = spilled and (p is marker or q is marker)
         elif n == 1:
             new_ops = (operand_map[ops[0]],)
@@ -332,13 +338,12 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
             new_ops = tuple(map(operand_map.__getitem__, ops))
             touched = spilled and _SPILLED in new_ops
         else:
-            if it[0] == "ret":
+            if m == "ret":
                 rets.append(len(steps))
-            if it[2] is None:
+            if mask is None:
                 step((i, it))
                 continue
             new_ops, touched = ops, False
-        m, _, mask, zero, extra_uses, extra_defs = it
         if mask is not None and mask[3]:
             mask = substitute(mask)
             touched = touched or (spilled and mask is _SPILLED)

@@ -183,6 +183,23 @@ def _make_plan(m, fast, zero, fold_ok, codes):
 # bits of a one-value plan key above the view code (bits 0-6) and the operand positions (bits 7-12)
 ZERO_IDIOM = 1 << 13
 NO_FOLD = 1 << 14
+MULTI = 1 << 15  # a several-value key (``Spiller.rewrite_values``): 7 bits per operand from bit 16
+UNSPILLED_ADDRESS = 127  # its operand field for an address over allocated registers
+
+
+def _values_plan(m, fast, key, n):
+    """``_make_plan`` for a several-value key, with the scratch registers it needs, and the same without
+    folding: (mnemonic, fold, actions, loads, store, scratch needed, plan without folding or None)."""
+    codes = []
+    for k in range(n):
+        code = key >> (16 + 7 * k) & 127
+        codes.append(-1 if code == UNSPILLED_ADDRESS else code)
+    zero = bool(key & ZERO_IDIOM)
+    plans = []
+    for fold_ok in (True, False):
+        plan = _make_plan(m, fast, zero, fold_ok, codes)
+        plans.append(plan + (1 + max((s for _, _, s, _ in plan[2]), default=-1),))
+    return plans[0] + (plans[1] + (None,) if plans[0][1] >= 0 else None,)
 
 
 def _single_plan(m, fast, key, n):
@@ -294,7 +311,7 @@ class Spiller:
         """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) when its
         spilled operands are one register view (the common case), from a plan in ``fast[4]`` keyed by an int
         (no per-operand codes); False (nothing emitted) otherwise.  Runs for most instructions touching
-        spilled values: each line here counts."""
+        spilled values: each line here counts (operand tuples are built by arity, not by helpers)."""
         ops = it[1]
         k = new_ops.index(SPILLED)
         op = ops[k]
@@ -303,36 +320,125 @@ class Spiller:
             if type(op) is not Reg:
                 return False
             info = self._reg(op)
+        n = len(ops)
         spills = new_ops.count(SPILLED)
         if spills == 1:
             key = info[0] | 128 << k
         elif ops.count(op) == spills:  # an unspilled operand never equals a spilled register view
             key = info[0]
-            for j in range(k, len(ops)):
+            for j in range(k, n):
                 if new_ops[j] is SPILLED:
                     key |= 128 << j
         else:
-            return False
+            return n < 4 and self.rewrite_values(i, it, new_ops, fast, steps)
         if fast[2] and is_zero_idiom(it):
             key |= ZERO_IDIOM
         plan = fast[4].get(key)
         if plan is None:
-            plan = fast[4][key] = _one_value_plan(it[0], fast, key, len(ops))
+            plan = fast[4][key] = _one_value_plan(it[0], fast, key, n)
         if plan[1]:  # fold into the slot: only without another address and where the form encodes
-            if Mem not in map(type, new_ops):
-                new = _new(Instr, (plan[0], _with(new_ops, k, info[3]), None, False, (), ()))
-                if not _unfoldable((it[0], key, new_ops, op[1]), new):
-                    steps.append((i, new))
-                    return True
+            if n == 3:
+                folds = type(new_ops[0]) is not Mem and type(new_ops[1]) is not Mem and type(new_ops[2]) is not Mem
+            elif n == 2:
+                folds = type(new_ops[0]) is not Mem and type(new_ops[1]) is not Mem
+            else:
+                folds = Mem not in map(type, new_ops)
+            if folds:
+                cache_key = (it[0], key, new_ops, op[1])
+                unfoldable = _UNFOLDABLE.get(cache_key)
+                if not unfoldable:
+                    new = _new(Instr, (plan[0], _with(new_ops, k, info[3]), None, False, (), ()))
+                    if unfoldable is not None or not _unfoldable(cache_key, new):
+                        steps.append((i, new))
+                        return True
             plan = plan[4]  # the plan without folding
         view = info[2][0]
-        out = _with(new_ops, k, view) if spills == 1 else tuple([view if p is SPILLED else p for p in new_ops])
+        if spills > 1:
+            out = tuple([view if p is SPILLED else p for p in new_ops])
+        elif n == 3:
+            out = (view, new_ops[1], new_ops[2]) if k == 0 else \
+                (new_ops[0], view, new_ops[2]) if k == 1 else (new_ops[0], new_ops[1], view)
+        elif n == 2:
+            out = (view, new_ops[1]) if k == 0 else (new_ops[0], view)
+        else:
+            out = new_ops[:k] + (view,) + new_ops[k + 1:]
         new = _new(Instr, (plan[0], out, None, False, (), ()))  # (no mask, no implicit registers here)
+        if fast[3] and i in self.copies and out[0] == out[1]:
+            new = Elided(new)
         if plan[2]:
-            steps.append(info[4])
+            if plan[3]:
+                steps += (info[4], (i, new), info[5])
+            else:
+                steps += (info[4], (i, new))
+        elif plan[3]:
+            steps += ((i, new), info[5])
+        else:
+            steps.append((i, new))
+        return True
+
+    def rewrite_values(self, i, it, new_ops, fast, steps) -> bool:
+        """``rewrite_one_value`` for several spilled register views among at most three operands: the plan is
+        keyed by an int (MULTI, 7 bits per operand: 0, UNSPILLED_ADDRESS or the view's code plus which
+        spilled value of the instruction it is) in ``fast[4]``; False (nothing emitted) for a spilled
+        address, which ``rewrite_simple`` handles."""
+        ops = it[1]
+        values: list = []  # value entries by a
+        infos: list = []   # a register info by a (its scratch views give the scratch register numbers)
+        at: list = []      # register info by operand position (None: not spilled)
+        key = MULTI
+        shift = 16
+        regs_get = self.regs.get
+        for k, p in enumerate(new_ops):
+            if p is SPILLED:
+                op = ops[k]
+                info = regs_get(op)
+                if info is None:
+                    if type(op) is not Reg:
+                        return False
+                    info = self._reg(op)
+                v = info[1]
+                if v in values:
+                    key |= (info[0] + values.index(v)) << shift
+                else:
+                    key |= (info[0] + len(values)) << shift
+                    values.append(v)
+                    infos.append(info)
+                at.append(info)
+            else:
+                if type(p) is Mem:
+                    key |= UNSPILLED_ADDRESS << shift
+                at.append(None)
+            shift += 7
+        if fast[2] and is_zero_idiom(it):
+            key |= ZERO_IDIOM
+        plan = fast[4].get(key)
+        if plan is None:
+            plan = fast[4][key] = _values_plan(it[0], fast, key, len(ops))
+        if plan[5] > self.nscratch:
+            raise ScratchShortage(it[0])
+        mnemonic, fold, actions, loads, store = plan[:5]
+        out = list(new_ops)
+        for k, kind, s, _ in actions:
+            out[k] = at[k][2][s] if kind == 1 else at[k][3]
+        new = _new(Instr, (mnemonic, tuple(out), None, False, (), ()))
+        if fold >= 0 and _unfoldable(new, new):  # no memory form there: scratch registers only
+            plan = plan[6]
+            if plan[5] > self.nscratch:  # the value that was to be folded needs a scratch register too
+                raise ScratchShortage(it[0])
+            mnemonic, fold, actions, loads, store = plan[:5]
+            for k, _, s, _ in actions:
+                out[k] = at[k][2][s]
+            new = _new(Instr, (mnemonic, tuple(out), None, False, (), ()))
+        for a, s in loads:
+            v = values[a]
+            move = v[1][s]
+            steps.append(move if move is not None else self._value_move(v, s, infos[a][2][s][2], True))
         steps.append((i, Elided(new) if fast[3] and i in self.copies and out[0] == out[1] else new))
-        if plan[3]:
-            steps.append(info[5])
+        if store is not None:
+            a, s = store
+            v = values[a]
+            move = v[2][s]
+            steps.append(move if move is not None else self._value_move(v, s, infos[a][2][s][2], False))
         return True
 
     def rewrite_simple(self, i, it, new_ops, fast, steps):
