@@ -6,8 +6,11 @@ at 2i+1).  The walk builds every block's local live ranges as if nothing were li
 the block's gen/kill sets; a bitset dataflow over the blocks then gives the live-out sets, and each
 live-out value is extended from its last definition in the block (or the block start) to the end.
 Instructions whose registers are all explicit operands (most) are read through their per-mnemonic
-shape (``FAST_SHAPES``: does operand 0 get read, written) without building effect lists; the others
-go through ``effects.register_effects``.  An operand 0 that is read and written (or written from itself as
+shape (``FAST_SHAPES``: does operand 0 get read, written) without building effect lists; those of two
+or three operands go by a branch per shape (``_BRANCHES``), which reads operand 0 by its mode and the
+others as plain reads, with no loop; a memory operand's base and index registers, which tend to recur,
+are matched by identity with the last ones (no dict lookup).  The others go through
+``effects.register_effects``.  An operand 0 that is read and written (or written from itself as
 operand 1) leaves its value's live range open: the def and the use meet at this instruction, so the
 range simply continues to the earlier definition (no bitset update here).  A register a call clobbers
 that no later instruction names gets no value (most of the ~25 clobbers of each call): ``clobbers``
@@ -107,6 +110,30 @@ def fast_shapes(m: str) -> tuple:
     return fast
 
 
+# The walk's branches for the common shapes (two or three operands; by operand 0's mode); _LOOP: any other.
+_LOOP, _RW3, _W3, _R2, _RW2, _W2, _COPY2, _ZW3, _ZRW2 = range(9)
+_BRANCH = {(2, 0): _R2, (2, 1): _W2, (2, 2): _RW2, (3, 1): _W3, (3, 2): _RW3}
+_BRANCHES: tuple = ({}, {})  # without AVX-512, with it: mnemonic -> the walk's branch by operand count
+
+
+def _branches(m: str, avx512: bool) -> tuple:
+    """_BRANCHES[avx512][m], filled on first use: from FAST_SHAPES (_LOOP where it has no shape)."""
+    low = avx512 and m in _LOW_CANDIDATES  # the loop branch checks which registers must be 0-15
+    branches = []
+    for n, fast in enumerate(FAST_SHAPES.get(m) or fast_shapes(m)):
+        mode = None if fast is None or low else fast[5]
+        if mode is None:
+            branches.append(_LOOP)
+        elif mode > 2:  # a zero-idiom mnemonic
+            branches.append({(2, 5): _ZRW2, (3, 4): _ZW3}.get((n, mode), _LOOP))
+        elif fast[3]:  # a copy mnemonic
+            branches.append(_COPY2 if (n, mode) == (2, 1) else _LOOP)
+        else:
+            branches.append(_BRANCH.get((n, mode), _LOOP))
+    branches = _BRANCHES[1 if avx512 else 0][m] = tuple(branches)
+    return branches
+
+
 class Analysis:
     """What the allocator needs to know about a program (see the module docstring)."""
 
@@ -159,18 +186,21 @@ def analyse(items, avx512: bool) -> Analysis:
     sizes: dict = {}
 
     def new_value(r):
-        key = (CLS[r[0]], r[2], r[3])
-        j = index.get(key)
+        cls = CLS[r[0]]  # (before the unpacking: a non-register fails with the same KeyError as ever)
+        _, size, num, virtual = r
+        key = (cls, num, virtual)
+        j = index_get(key)
         if j is None:
             j = index[key] = len(keys)
             keys.append(key)
             masks.append(0)
             counts.append(0)
         ids[r] = j
-        if r[3] and sizes.get(r[2], 0) < r[1]:  # the widest view of each virtual
-            sizes[r[2]] = r[1]
+        if virtual and sizes_get(num, 0) < size:  # the widest view of each virtual
+            sizes[num] = size
         return j
 
+    index_get, sizes_get = index.get, sizes.get
     ids_get = ids.get
     hints: dict = {}
     copies: set = set()
@@ -186,6 +216,42 @@ def analyse(items, avx512: bool) -> Analysis:
     lastdef: dict = {}      # value -> its last definition in the block
     ends_pop, ends_setdefault, lastdef_setdefault = ends.pop, ends.setdefault, lastdef.setdefault
     fast_get = FAST_SHAPES.get
+    branch_get = _BRANCHES[1 if avx512 else 0].get
+
+    def zero_def(r, pos):
+        """``vxorpd x, x, x``: a definition of operand 0 only."""
+        j = ids_get(r)
+        if j is None:
+            j = new_value(r)
+        masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+        lastdef_setdefault(j, pos)
+        counts[j] += 1
+
+    def first_value(op, use):
+        """Operand 0 seen for the first time: its new value, or None for memory (whose registers are read)."""
+        if type(op) is Reg:
+            return new_value(op)
+        if type(op) is Mem:
+            r, x = op[0], op[1]
+            if r is not None and r[0] != RIP:
+                j = ids_get(r)
+                if j is None:
+                    j = new_value(r)
+                ends_setdefault(j, use)
+                counts[j] += 1
+            if x is not None:
+                j = ids_get(x)
+                if j is None:
+                    j = new_value(x)
+                ends_setdefault(j, use)
+                counts[j] += 1
+        return None
+
+    # the registers of the last memory operand read as u1 (and as u2), their values and how often each was
+    # read since: base and index registers recur, a dict lookup hashes the register (most of the cost of a
+    # register), and a register's value never changes; the counts are added when the register changes
+    base1 = base1_j = index1 = index1_j = base2 = base2_j = index2 = index2_j = None
+    base1_n = index1_n = base2_n = index2_n = 0
     cur_end = len(items)
     # the walk goes by definition position (2i + 1); fewer lines per instruction count here: every line
     # of this loop runs for every instruction of every function
@@ -197,6 +263,128 @@ def analyse(items, avx512: bool) -> Analysis:
                 label_blocks[it.label] = len(blocks) - 1
             continue
         m, ops, mask, zero, extra_uses, extra_defs = it
+        branch = (branch_get(m) or _branches(m, avx512))[len(ops)]
+        if branch and mask is None and not zero and not extra_uses and not extra_defs:
+            # explicit operands only, two or three of them (most): no loop over the operands, no slicing;
+            # operand 0 goes by the branch, and the operands only read are u1 and u2 (None where absent)
+            if branch >= _ZW3:  # a zero-idiom mnemonic
+                if branch == _ZW3:
+                    op0, u1, u2 = ops
+                    if type(u1) is Reg and u1 == u2 and type(op0) is Reg:  # ``vxorpd x, x, x``
+                        zero_def(op0, pos)  # a definition of operand 0 only
+                        continue
+                    branch = _W3
+                else:
+                    op0, u2 = ops
+                    if type(op0) is Reg and op0 == u2:  # ``xor r, r``
+                        zero_def(op0, pos)
+                        continue
+                    branch = _RW2
+            # operand 0 read and written, or written from itself (``vaddpd a, a, b``): the live range
+            # continues through here (no bitset update); written only: a range starts here.  Counts are
+            # updated as ``counts[j] = counts[j] + 1``: fewer bytecodes than ``+=`` on a subscript
+            if branch == _RW3:
+                op0, u1, u2 = ops
+                j = ids_get(op0)
+                if j is None:
+                    j = first_value(op0, use)
+                if j is not None:
+                    ends_setdefault(j, pos)
+                    lastdef_setdefault(j, pos)
+                    counts[j] = counts[j] + 2
+            elif branch == _W3:
+                op0, u1, u2 = ops
+                j = ids_get(op0)
+                if j is None:
+                    j = first_value(op0, use)
+                if j is None:  # memory: no register written
+                    pass
+                elif u1 is op0:
+                    u1 = None
+                    ends_setdefault(j, pos)
+                    lastdef_setdefault(j, pos)
+                    counts[j] = counts[j] + 2
+                else:
+                    masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+                    lastdef_setdefault(j, pos)
+                    counts[j] = counts[j] + 1
+            elif branch == _R2:
+                u1, u2 = ops
+            else:  # two operands, operand 0 written
+                op0, u2 = ops
+                u1 = None
+                if type(op0) is not Reg:  # a store: the registers of operand 0 are read
+                    u1 = op0
+                else:
+                    j = ids_get(op0)
+                    if j is None:
+                        j = new_value(op0)
+                    if branch == _RW2 or u2 is op0:
+                        if branch != _RW2:
+                            u2 = None
+                        ends_setdefault(j, pos)
+                        lastdef_setdefault(j, pos)
+                        counts[j] = counts[j] + 2
+                    else:
+                        masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
+                        lastdef_setdefault(j, pos)
+                        counts[j] = counts[j] + 1
+            if u1 is not None:
+                if type(u1) is Reg:
+                    j = ids_get(u1)
+                    if j is None:
+                        j = new_value(u1)
+                    ends_setdefault(j, use)
+                    counts[j] = counts[j] + 1
+                elif type(u1) is Mem:
+                    r, x = u1[0], u1[1]
+                    if r is not base1:
+                        if base1_n:
+                            counts[base1_j] += base1_n
+                        base1, base1_j, base1_n = r, ids_get(r), 0
+                        if base1_j is None and r is not None and r[0] != RIP:
+                            base1_j = new_value(r)
+                    if base1_j is not None:
+                        ends_setdefault(base1_j, use)
+                        base1_n += 1
+                    if x is not index1:
+                        if index1_n:
+                            counts[index1_j] += index1_n
+                        index1, index1_j, index1_n = x, ids_get(x), 0
+                        if index1_j is None and x is not None:
+                            index1_j = new_value(x)
+                    if index1_j is not None:
+                        ends_setdefault(index1_j, use)
+                        index1_n += 1
+            if type(u2) is Reg:
+                j = ids_get(u2)
+                if j is None:
+                    j = new_value(u2)
+                ends_setdefault(j, use)
+                counts[j] = counts[j] + 1
+            elif type(u2) is Mem:
+                r, x = u2[0], u2[1]
+                if r is not base2:
+                    if base2_n:
+                        counts[base2_j] += base2_n
+                    base2, base2_j, base2_n = r, ids_get(r), 0
+                    if base2_j is None and r is not None and r[0] != RIP:
+                        base2_j = new_value(r)
+                if base2_j is not None:
+                    ends_setdefault(base2_j, use)
+                    base2_n += 1
+                if x is not index2:
+                    if index2_n:
+                        counts[index2_j] += index2_n
+                    index2, index2_j, index2_n = x, ids_get(x), 0
+                    if index2_j is None and x is not None:
+                        index2_j = new_value(x)
+                if index2_j is not None:
+                    ends_setdefault(index2_j, use)
+                    index2_n += 1
+            if branch == _COPY2 and type(ops[1]) is Reg and is_register_copy(it):
+                _hint(it, pos >> 1, ids, copies, hints)
+            continue
         fast = (fast_get(m) or fast_shapes(m))[len(ops)]
         if fast is not None and mask is None and not zero and not extra_uses and not extra_defs:
             # explicit operands only: no list of effects
@@ -277,6 +465,9 @@ def analyse(items, avx512: bool) -> Analysis:
             if i + 1 < cur_end:
                 _close(blocks, masks, i + 1, cur_end, ends, lastdef)
                 cur_end = i + 1
+            if len(ops) == 1 and type(ops[0]) is Label and c == "j" and mask is None and not extra_uses \
+                    and not extra_defs:
+                continue  # a jump to a label: no registers
         elif m == "call":
             calls = True
         uses, defs = register_effects(it)
@@ -301,6 +492,9 @@ def analyse(items, avx512: bool) -> Analysis:
             _hint(it, i, ids, copies, hints)
         if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it):
             needs_low.update(r.num for r in uses + defs if r.virtual and r.kind in _VEC)
+    for j, n in ((base1_j, base1_n), (index1_j, index1_n), (base2_j, base2_n), (index2_j, index2_n)):
+        if n:
+            counts[j] += n
     if cur_end > 0 or not blocks:
         _close(blocks, masks, 0, cur_end, ends, lastdef)
     blocks.reverse()

@@ -98,15 +98,17 @@ def allocate(program: Program) -> AllocatedProgram:
     assigned = None if _must_spill(program, a, facts) else _assign(program, a, facts, reserve=False)
     if assigned is not None:
         return _rewrite(program, items, a, assigned[0], assigned[1], facts)
-    # pressure: reserve scratch registers and assign again; two per class first (instructions rarely touch
-    # three spilled values of one class, and each register kept out of the pools spills more values)
-    few = dict(facts, scratch={cls: pool[:2] for cls, pool in facts["scratch"].items()})
-    assigned = _assign(program, a, few, reserve=True)
-    try:
-        return _rewrite(program, items, a, assigned[0], assigned[1], few)
-    except ScratchShortage:
-        assigned = _assign(program, a, facts, reserve=True)
-        return _rewrite(program, items, a, assigned[0], assigned[1], facts)
+    # pressure: reserve scratch registers and assign again; one per class first (each register kept out of
+    # the pools spills more values; where a rewritten instruction needs more, the plans borrow registers it
+    # does not name), more where instructions outside the plans need them (``ScratchShortage``)
+    for width in (1, 2, 3):
+        few = dict(facts, scratch={cls: pool[:width] for cls, pool in facts["scratch"].items()})
+        assigned = _assign(program, a, few, reserve=True)
+        try:
+            return _rewrite(program, items, a, assigned[0], assigned[1], few)
+        except ScratchShortage:
+            if width == 3:
+                raise
 
 
 def _must_spill(program, a, facts) -> bool:
@@ -308,7 +310,7 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
         else:
             operand_map[r] = r
 
-    spill = Spiller(program, a, slots, facts["scratch"], operand_map, substitute)
+    spill = Spiller(program, a, slots, facts["scratch"], operand_map, substitute, offset)
     copies = a.copies
     steps: list = []  # (index of the original item it implements or -1, emitted item)
     step = steps.append
@@ -363,7 +365,7 @@ def _rewrite(program, items, a, assigned, spilled_ids, facts):
     written.update(n for j, n in assigned.items() if keys[j][0] == "gp")
     if any(k[0] == "gp" for k in spilled):
         written.update(facts["scratch"]["gp"])
-    return _frame(program, steps, rets, assigned, keys, slots, offset, written, a.wide, a.calls)
+    return _frame(program, steps, rets, assigned, keys, slots, spill.frame_end, written, a.wide, a.calls)
 
 
 def _frame(program, steps, rets, assigned, keys, slots, spill_bytes, written, wide, calls):

@@ -25,6 +25,7 @@ from functools import partial
 
 from .effects import is_zero_idiom, register_effects
 from .encoder import has_form
+from .forms import FORMS
 from .operands import GP, K_REGS, KREG, XMM_REGS, YMM_REGS, ZMM_REGS, Instr, Mem, Reg
 
 _RSP = Reg(GP, 8, 4)
@@ -101,6 +102,8 @@ def _spill_move(key, num, slot, vec_move, load):
 
 
 _CLASSES = ("gp", "vec", "k")
+_CLASS_OF = {"gp": "gp", "xmm": "vec", "ymm": "vec", "zmm": "vec", "k": "k"}
+_BORROWABLE = {"gp": (0, 1, 2, 6, 7, 8, 9, 10, 11), "vec": tuple(range(16)), "k": tuple(range(1, 8))}
 
 
 def _decode(code):
@@ -209,6 +212,9 @@ def _single_plan(m, fast, key, n):
     where, code = key >> 7, key & 127
     codes = [code if where >> k & 1 else 0 for k in range(n)]
     mnemonic, fold, actions, loads, store = _make_plan(m, fast, bool(key & ZERO_IDIOM), not key & NO_FOLD, codes)
+    if fold >= 0 and not any(len(f.operands) == n and f.operands[fold].mem for f in FORMS.get(m, ())):
+        # no form takes memory there (``vfmadd231pd`` at operand 0): never try to fold
+        return _single_plan(m, fast, key | NO_FOLD, n)
     return mnemonic, fold >= 0, actions[0][2], bool(loads), store is not None
 
 
@@ -248,8 +254,13 @@ def _with(ops, k, op):
 class Spiller:
     """Rewrites instructions that touch spilled values (see the module docstring)."""
 
-    def __init__(self, program, a, slots, scratch_pools, operand_map, substitute):
+    def __init__(self, program, a, slots, scratch_pools, operand_map, substitute, frame_end=0):
         self.keys, self.ids_get, self.copies = a.keys, a.ids.get, a.copies
+        self.frame_end = frame_end  # bytes of frame slots so far (borrowed registers add theirs)
+        self.temps: dict = {}       # (class, borrowed register) -> its frame slot
+        self.named: list = []       # the general path's instruction: registers it names after allocation
+        # a borrowed vector register is saved whole: ymm/zmm where the program uses them
+        self.vec_temp = (64 if program.isa == "avx512" else 32) if a.wide else 16
         self.value, self.slots, self.scratch_pools = a.value, slots, scratch_pools
         self.operand_map, self.substitute = operand_map, substitute
         self.vec_move = "movups" if program.isa == "sse2" else "vmovups"
@@ -415,7 +426,8 @@ class Spiller:
         if plan is None:
             plan = fast[4][key] = _values_plan(it[0], fast, key, len(ops))
         if plan[5] > self.nscratch:
-            raise ScratchShortage(it[0])
+            self._rewrite_borrowing(i, it, new_ops, fast, (plan, plan[6]) if plan[6] else (plan,), values, steps)
+            return True
         mnemonic, fold, actions, loads, store = plan[:5]
         out = list(new_ops)
         for k, kind, s, _ in actions:
@@ -424,7 +436,8 @@ class Spiller:
         if fold >= 0 and _unfoldable(new, new):  # no memory form there: scratch registers only
             plan = plan[6]
             if plan[5] > self.nscratch:  # the value that was to be folded needs a scratch register too
-                raise ScratchShortage(it[0])
+                self._rewrite_borrowing(i, it, new_ops, fast, (plan,), values, steps)
+                return True
             mnemonic, fold, actions, loads, store = plan[:5]
             for k, _, s, _ in actions:
                 out[k] = at[k][2][s]
@@ -440,6 +453,91 @@ class Spiller:
             move = v[2][s]
             steps.append(move if move is not None else self._value_move(v, s, infos[a][2][s][2], False))
         return True
+
+    def _rewrite_borrowing(self, i, it, new_ops, fast, plans, values, steps):
+        """Rewrite from a plan (``plans``: it, then the plan without folding or None) that needs more scratch
+        registers of a class than are reserved (one per class at first, which spills fewer values): the
+        others are borrowed from registers that the instruction does not name, each saved to a frame slot
+        of its own before and restored after (``_borrow``)."""
+        ops = it[1]
+        regs = self.regs
+        for plan in plans:
+            mnemonic, fold, actions, loads, store = plan[:5]
+            chosen: dict = {}  # (class, scratch index) -> register number
+            out = list(new_ops)
+            for k, kind, s, s2 in actions:
+                op = ops[k]
+                if kind == 1:
+                    out[k] = phys(op, self._scratch(regs[op][1][0][0], s, chosen, new_ops))
+                elif kind == 0:
+                    out[k] = regs[op][3]
+                else:  # an address over spilled registers
+                    base, index = op[0], op[1]
+                    base = phys(base, self._scratch("gp", s, chosen, new_ops)) if s >= 0 else \
+                        (None if base is None else self.operand_map[base])
+                    index = phys(index, self._scratch("gp", s2, chosen, new_ops)) if s2 >= 0 else \
+                        (None if index is None else self.operand_map[index])
+                    out[k] = _mem((base, index) + op[2:])
+            new = _instr((mnemonic, tuple(out)) + it[2:])
+            if fold < 0 or not _unfoldable(new, new):
+                break
+        slots = self.slots
+        moves = [(-1, spill_move(values[a][0], chosen[(values[a][0][0], s)], slots[values[a][0]], self.vec_move,
+                                 True)) for a, s in loads]
+        after = []
+        if store is not None:
+            key = values[store[0]][0]
+            after.append((-1, spill_move(key, chosen[(key[0], store[1])], slots[key], self.vec_move, False)))
+        self._around(chosen.items(), moves, (i, Elided(new) if i in self.copies and out[0] == out[1] else new),
+                     after, steps)
+
+    def _scratch(self, cls, s, chosen, named) -> int:
+        """Scratch register ``s`` of class ``cls`` in this instruction: reserved, or borrowed."""
+        n = chosen.get((cls, s))
+        if n is None:
+            pool = self.scratch_pools[cls]
+            n = chosen[(cls, s)] = pool[s] if s < len(pool) else \
+                self._borrow(cls, named, [m for (c, _), m in chosen.items() if c == cls])
+        return n
+
+    def _around(self, chosen, loads, step, stores, steps):
+        """Emit an instruction with its spill loads and stores, saving and restoring the borrowed registers
+        among ``chosen`` ((class, scratch index) -> register number) around all of it."""
+        borrowed = [(cls, n) for (cls, s), n in chosen if s >= len(self.scratch_pools[cls])]
+        for cls, n in borrowed:
+            steps.append((-1, spill_move((cls,), n, self._temp(cls, n), self.vec_move, False)))
+        steps += loads
+        steps.append(step)
+        steps += stores
+        for cls, n in borrowed:
+            steps.append((-1, spill_move((cls,), n, self._temp(cls, n), self.vec_move, True)))
+
+    def _borrow(self, cls, named, taken) -> int:
+        """A register of class ``cls`` that no operand in ``named`` (registers and addresses after allocation)
+        names, that is no reserved scratch register and not in ``taken``: caller-saved for GP (the prologue
+        need not save it), 0-15 for vectors (every encoding reaches them)."""
+        taken = set(taken)
+        taken.update(self.scratch_pools[cls])
+        for p in named:
+            if type(p) is Reg:
+                if _CLASS_OF[p[0]] == cls:
+                    taken.add(p[2])
+            elif type(p) is Mem and cls == "gp":
+                taken.update(r[2] for r in (p[0], p[1]) if r is not None and r[0] == GP)
+        for n in _BORROWABLE[cls]:
+            if n not in taken:
+                return n
+        raise ScratchShortage(cls)
+
+    def _temp(self, cls, n):
+        """The frame slot that saves borrowed register ``n`` of class ``cls`` (its whole width)."""
+        slot = self.temps.get((cls, n))
+        if slot is None:
+            size = self.vec_temp if cls == "vec" else 8
+            self.frame_end = (self.frame_end + size - 1) // size * size
+            slot = self.temps[(cls, n)] = (self.frame_end, size)
+            self.frame_end += size
+        return slot
 
     def rewrite_simple(self, i, it, new_ops, fast, steps):
         """Rewrite ``it`` (registers all explicit operands, read and written as ``fast`` says) from its plan.
@@ -475,9 +573,11 @@ class Spiller:
         mnemonic, fold, actions, loads, store = plan
         out = list(new_ops)
         nscratch = self.nscratch
+        if any(s >= nscratch or s2 >= nscratch for _, _, s, s2 in actions):
+            no_fold = self._plan_without_folding(codes, m, fast) if fold >= 0 else None
+            self._rewrite_borrowing(i, it, new_ops, fast, (plan, no_fold) if no_fold else (plan,), values, steps)
+            return
         for k, kind, s, s2 in actions:
-            if s >= nscratch or s2 >= nscratch:
-                raise ScratchShortage(m)
             if kind == 1:
                 out[k] = regs_get(ops[k])[2][s]
             elif kind == 0:
@@ -486,15 +586,12 @@ class Spiller:
                 out[k] = self._address(ops[k], s, s2)
         new = _instr((mnemonic, tuple(out)) + it[2:])
         if fold >= 0 and _unfoldable(new, new):  # no memory form there: scratch registers only
-            codes[2] = False
-            key = tuple(codes)
-            plan = _PLANS.get(key)
-            if plan is None:
-                plan = _PLANS[key] = _make_plan(m, fast, key[1], False, key[3:])
+            plan = self._plan_without_folding(codes, m, fast)
             mnemonic, fold, actions, loads, store = plan
+            if any(s >= nscratch for _, _, s, _ in actions):  # the value to fold needs a scratch register too
+                self._rewrite_borrowing(i, it, new_ops, fast, (plan,), values, steps)
+                return
             for k, _, s, _ in actions:  # scratch registers only: folding needs no other address
-                if s >= nscratch:  # the value that was to be folded needs a scratch register too
-                    raise ScratchShortage(m)
                 out[k] = regs_get(ops[k])[2][s]
             new = _instr((mnemonic, tuple(out)) + it[2:])
         for a, s in loads:
@@ -507,6 +604,14 @@ class Spiller:
             v = values[a]
             move = v[2][s]
             steps.append(move if move is not None else self._value_move(v, s, vinfos[a][2][s][2], False))
+
+    @staticmethod
+    def _plan_without_folding(codes, m, fast):
+        key = (codes[0], codes[1], False) + tuple(codes[3:])
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = _PLANS[key] = _make_plan(m, fast, key[1], False, key[3:])
+        return plan
 
     def _value_move(self, v, s, n, load):
         """Step (-1, spill load or store) of value ``v`` ([key, load steps, store steps by scratch index])
@@ -550,17 +655,13 @@ class Spiller:
         return phys(r, n)
 
     def scratch_for(self, j, scratch) -> int:
-        """The next scratch register of value ``j``'s class in this instruction."""
+        """The next scratch register of value ``j``'s class in this instruction (borrowed beyond the reserved
+        ones: ``self.named`` holds the registers the instruction names)."""
         keys = self.keys
         cls = keys[j][0]
-        taken = 0
-        for k in scratch:
-            if keys[k][0] == cls:
-                taken += 1
+        taken = [n for k, n in scratch.items() if keys[k][0] == cls]
         pool = self.scratch_pools[cls]
-        if taken >= len(pool):
-            raise ScratchShortage(cls)
-        n = scratch[j] = pool[taken]
+        n = scratch[j] = pool[len(taken)] if len(taken) < len(pool) else self._borrow(cls, self.named, taken)
         return n
 
     def fold_candidate(self, it: Instr, defs):
@@ -606,10 +707,14 @@ class Spiller:
                 done.add(j)
             n = scratch[j]
             key = self.keys[j]
+            pool = self.scratch_pools[key[0]]
+            if n not in pool:  # a borrowed register
+                steps.append((-1, self._move(key, n, load)))
+                continue
             v = self.values.get(j)
             if v is None:
                 v = self.values[j] = [key, [None, None, None], [None, None, None]]
-            steps.append(self._value_move(v, self.scratch_pools[key[0]].index(n), n, load))
+            steps.append(self._value_move(v, pool.index(n), n, load))
 
     def rewrite(self, i, it, steps, no_fold=False):
         """Any instruction: effects from ``register_effects``, the first foldable spilled register folded."""
@@ -622,6 +727,8 @@ class Spiller:
         scratch: dict = {}
         by_reg: dict = {}
         new_ops = []
+        # the registers it names after allocation, which a borrowed scratch register must not be
+        self.named = [p for p in map(self.operand_map.get, uses + defs) if p is not None and p is not SPILLED]
         for j, op in enumerate(ops):
             new = operand_map[op]
             if new is not SPILLED:
@@ -641,12 +748,22 @@ class Spiller:
         new = _instr((mnemonic, tuple(new_ops), mask, it[3], it[4], it[5]))
         if fold is not None and not has_form(new):  # no memory form there: scratch registers only
             return self.rewrite(i, it, steps, no_fold=True)
-        if scratch:
-            # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
-            narrow = [r for r in defs if r[0] == GP and r[1] < 4]
-            self.spill_moves(scratch, by_reg, uses + narrow if narrow else uses, True, steps)
-        steps.append((i, Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new))
-        if scratch:
-            self.spill_moves(scratch, by_reg, defs, False, steps)
+        step = (i, Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new)
+        if not scratch:
+            steps.append(step)
+            return
+        # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
+        narrow = [r for r in defs if r[0] == GP and r[1] < 4]
+        loads: list = []
+        self.spill_moves(scratch, by_reg, uses + narrow if narrow else uses, True, loads)
+        stores: list = []
+        self.spill_moves(scratch, by_reg, defs, False, stores)
+        counts: dict = {}
+        chosen = []  # ((class, scratch index), register) in the order the scratch registers were taken
+        for j, n in scratch.items():
+            cls = self.keys[j][0]
+            counts[cls] = s = counts.get(cls, -1) + 1
+            chosen.append(((cls, s), n))
+        self._around(chosen, loads, step, stores, steps)
 
 
