@@ -102,7 +102,7 @@ def _spill_move(key, num, slot, vec_move, load):
 
 
 _CLASSES = ("gp", "vec", "k")
-_CLASS_OF = {"gp": "gp", "xmm": "vec", "ymm": "vec", "zmm": "vec", "k": "k"}
+_CLASS_OF = {"gp": "gp", "xmm": "vec", "ymm": "vec", "zmm": "vec", "k": "k", "rip": "rip"}
 _BORROWABLE = {"gp": (0, 1, 2, 6, 7, 8, 9, 10, 11), "vec": tuple(range(16)), "k": tuple(range(1, 8))}
 
 
@@ -461,6 +461,12 @@ class Spiller:
         of its own before and restored after (``_borrow``)."""
         ops = it[1]
         regs = self.regs
+        # the registers it names after allocation: an address over a spilled register is SPILLED as a whole
+        # in new_ops, but its other register (allocated) is named too
+        named = list(new_ops)
+        for op, p in zip(ops, new_ops):
+            if p is SPILLED and type(op) is Mem:
+                named += [self.operand_map.get(r) for r in (op[0], op[1]) if r is not None]
         for plan in plans:
             mnemonic, fold, actions, loads, store = plan[:5]
             chosen: dict = {}  # (class, scratch index) -> register number
@@ -468,14 +474,14 @@ class Spiller:
             for k, kind, s, s2 in actions:
                 op = ops[k]
                 if kind == 1:
-                    out[k] = phys(op, self._scratch(regs[op][1][0][0], s, chosen, new_ops))
+                    out[k] = phys(op, self._scratch(regs[op][1][0][0], s, chosen, named))
                 elif kind == 0:
                     out[k] = regs[op][3]
                 else:  # an address over spilled registers
                     base, index = op[0], op[1]
-                    base = phys(base, self._scratch("gp", s, chosen, new_ops)) if s >= 0 else \
+                    base = phys(base, self._scratch("gp", s, chosen, named)) if s >= 0 else \
                         (None if base is None else self.operand_map[base])
-                    index = phys(index, self._scratch("gp", s2, chosen, new_ops)) if s2 >= 0 else \
+                    index = phys(index, self._scratch("gp", s2, chosen, named)) if s2 >= 0 else \
                         (None if index is None else self.operand_map[index])
                     out[k] = _mem((base, index) + op[2:])
             new = _instr((mnemonic, tuple(out)) + it[2:])

@@ -5,6 +5,7 @@ rewrite path: the int-keyed plans, the per-operand plans and the effects-based g
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from polyjit.asm import Function, Mem, allocate, check_allocation
 from polyjit.asm import regalloc as regalloc_module
@@ -126,3 +127,47 @@ def test_the_general_path_borrows_too(monkeypatch):
     f.compile()(xs, got)
     want = [16 * v for v in xs[:16]] + [xs[j + 1 - j % 2] for j in range(16, 30)]
     assert got.tolist() == want
+
+
+def _stores_through_cold_pointers(nhot: int, isa: str) -> Function:
+    """``[base + idx*8] <- value`` with base and value used once (spilled) and idx used often (kept in a
+    register): the rewrite takes two GP scratch registers, one borrowed, which must not be idx's."""
+    f = Function("addr_borrow", args=[("x", "int64_t*"), ("out", "int64_t*")], isa=isa)
+    x, out = f.args
+    idx = f.gp64()
+    f.mov(idx, 1)
+    hot = [f.gp64() for _ in range(nhot)]
+    for j, v in enumerate(hot):
+        f.mov(v, Mem(x, disp=8 * j, size=8))
+    bases, cold = [f.gp64() for _ in range(4)], [f.gp64() for _ in range(4)]
+    for b, c in zip(bases, cold):
+        f.mov(b, out)
+        f.lea(c, Mem(idx, disp=100))
+    for _ in range(4):
+        for v in hot:
+            f.add(v, idx)
+    for j, (b, c) in enumerate(zip(bases, cold)):
+        f.mov(Mem(b, idx, 8, 8 * j, size=8), c)
+    for j, v in enumerate(hot):
+        f.mov(Mem(out, disp=64 + 8 * j, size=8), v)
+    f.ret()
+    return f
+
+
+@pytest.mark.parametrize("isa", ["avx2", "sse2"])
+@pytest.mark.parametrize("nhot", [8, 11, 15])
+def test_a_borrowed_register_is_none_of_an_address_registers(monkeypatch, nhot, isa):
+    """Found by the fuzzer (a segfault): an address over a spilled base is one SPILLED operand to the
+    rewrite, and the borrowed register was once taken from under its allocated index."""
+    borrowed = _borrows(monkeypatch)
+    f = _stores_through_cold_pointers(nhot, isa)
+    prog = f.program()
+    check_allocation(prog, allocate(prog))
+    assert borrowed
+    xs = np.arange(1, 20, dtype=np.int64)
+    got = np.zeros(64, dtype=np.int64)
+    f.compile()(xs, got)
+    want = np.zeros(64, dtype=np.int64)
+    want[1:5] = 101
+    want[8:8 + nhot] = xs[:nhot] + 4
+    assert got.tolist() == want.tolist()
