@@ -8,12 +8,13 @@ live; call clobbers that no later instruction names only block their register at
 fewer values make every phase cheaper).  Virtuals are assigned greedily in order of first position
 (linear scan with lifetime holes), trying move hints first; when nothing is free the values of least
 spill weight (reads and writes per live position; on ties the one ending last) are spilled whole to a
-stack slot (64 bytes for zmm) and accessed through scratch registers of its class (preferably
-r11/r10(/rbx) and xmm15/14(/13), always ones the program does not name itself), which are only reserved
-when spilling is needed (at once when more virtuals of a class are live at a block entry than it has
-registers, otherwise after an assignment without them fails): two per class, or three when some
-instruction touches three spilled values of one class (the rewrite raises ``ScratchShortage`` and the
-assignment starts over).  The rewrite memoises substituted
+stack slot (64 bytes for zmm) and accessed through a scratch register of its class (preferably r11 and
+xmm15, always ones the program does not name itself), which is only reserved when spilling is needed (at
+once when more virtuals of a class are live at a block entry than it has registers, otherwise after an
+assignment without it fails).  One per class: an instruction that touches more spilled values of a class
+borrows registers it does not name (caller-saved GP, vectors 0-15), each saved to a frame slot of its own
+before and restored after; only where no register can be borrowed (``ScratchShortage``) does the
+assignment start over with two, then three, reserved.  The rewrite memoises substituted
 operands (registers and addresses are tuples) and creates instructions only where operands change;
 instructions touching spilled values go to ``spill.Spiller`` (per-pattern plans, folding into slot
 operands, spill loads/stores built once per process).

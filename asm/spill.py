@@ -2,20 +2,19 @@
 
 A spilled value lives in a stack slot.  An instruction reading or writing it gets the slot itself as an
 operand where the form allows (folding; one spilled register per instruction, never for legacy SSE or
-opmasks), otherwise a scratch register of the value's class, loaded before and stored after.
+opmasks), otherwise a scratch register of the value's class, loaded before and stored after.  One scratch
+register per class is reserved; an instruction that needs more borrows registers it does not name, each
+saved to a frame slot of its own around it.
 
 Instructions whose registers are all explicit operands (``liveness.FAST_SHAPES``) are rewritten from a
-plan: which operand to fold, which scratch register each spilled value gets, what to load and store.
-A plan depends only on the mnemonic and on the pattern of spilled operands (their positions, classes,
-which are one value, narrow GP views, views narrower than their slot), so it is made once per pattern
-and process and applied with table look-ups.  The common case, one spilled register view (at one or more
-operands), keys its plan by an int (view code, operand positions, zero idiom, no-fold) in its form's
-table ``FAST_SHAPES[m][n][4]`` (``rewrite_one_value``; it always gets scratch 0), and whether its folded
-form encodes is cached by the other operands.  Emitted items are (origin, item) steps; spill loads and
-stores are cached as whole steps.  Scratch views, slot operands and spill loads and stores depend
-only on view, slot and scratch registers: they are built once per process.
-Other instructions (masks, implicit registers, calls) take the general path through
-``effects.register_effects``.
+plan (``spill_plans``).  The common case, one spilled register view (at one or more operands), keys its
+plan by an int (view code, operand positions, zero idiom, no-fold) in its form's table
+``FAST_SHAPES[m][n][4]`` (``rewrite_one_value``; it always gets scratch 0); several spilled views among
+three operands key theirs by an int too (``rewrite_values``); spilled addresses go through per-operand
+tuple keys (``rewrite_simple``).  Whether a folded form encodes is cached by the other operands.  Emitted
+items are (origin, item) steps; scratch views, slot operands and spill loads and stores depend only on
+view, slot and scratch registers: they are built once per process.  Other instructions (masks, implicit
+registers, calls) take the general path through ``effects.register_effects``.
 """
 
 from __future__ import annotations
@@ -25,8 +24,21 @@ from functools import partial
 
 from .effects import is_zero_idiom, register_effects
 from .encoder import has_form
-from .forms import FORMS
 from .operands import GP, K_REGS, KREG, XMM_REGS, YMM_REGS, ZMM_REGS, Instr, Mem, Reg
+from .spill_plans import (
+    CLASSES,
+    MULTI,
+    PLANS,
+    UNALIGNED,
+    UNFOLDABLE,
+    UNSPILLED_ADDRESS,
+    ZERO_IDIOM,
+    make_plan,
+    one_value_plan,
+    unfoldable_form,
+    values_plan,
+    with_operand,
+)
 
 _RSP = Reg(GP, 8, 4)
 _VEC_KINDS = ("xmm", "ymm", "zmm")
@@ -41,11 +53,6 @@ _mem = partial(tuple.__new__, Mem)  # Mem from a 7-tuple whose fields were valid
 SPILLED = ("spilled",)  # the allocator's operand map value for operands over spilled values (a 1-tuple:
 #                         unequal to any operand at the length check, so ``SPILLED in ops`` is cheap)
 
-UNALIGNED = {"vmovaps": "vmovups", "vmovapd": "vmovupd", "vmovdqa": "vmovdqu", "vmovdqa32": "vmovdqu32",
-             "vmovdqa64": "vmovdqu64"}
-
-_PLANS: dict = {}  # (mnemonic, zero idiom, folding allowed, per-operand spill pattern) -> plan (_make_plan)
-_UNFOLDABLE: dict = {}  # (single plan key, operands, view size) -> the folded form has no encoding
 
 
 class ScratchShortage(Exception):
@@ -101,154 +108,8 @@ def _spill_move(key, num, slot, vec_move, load):
     return _instr((move, (reg, mem) if load else (mem, reg), None, False, (), ()))
 
 
-_CLASSES = ("gp", "vec", "k")
 _CLASS_OF = {"gp": "gp", "xmm": "vec", "ymm": "vec", "zmm": "vec", "k": "k", "rip": "rip"}
 _BORROWABLE = {"gp": (0, 1, 2, 6, 7, 8, 9, 10, 11), "vec": tuple(range(16)), "k": tuple(range(1, 8))}
-
-
-def _decode(code):
-    """Pattern entry of an operand code (see ``Spiller.rewrite_simple``)."""
-    if type(code) is tuple:  # an address over spilled registers
-        return ("m", _decode(code[1]), _decode(code[2]))
-    if code <= 0:
-        return "M" if code else None
-    a, c = code % 8, code // 8 - 1
-    return (a, _CLASSES[c % 3], (c // 3) % 2 == 1, c // 6 == 1)
-
-
-def _make_plan(m, fast, zero, fold_ok, codes):
-    """How to rewrite an instruction of mnemonic ``m`` (shape ``fast``) whose operands are, by position
-    (decoded ``codes``), None (not spilled), "M" (an address over allocated registers) or a spilled
-    register (a, cls, whole, narrow) with ``a`` numbering the spilled values of the instruction in order of
-    first appearance, or a spilled address ("m", base, index) with each register None or as above.
-
-    Returns (mnemonic, fold position or -1, actions, loads, store) where actions are (position, kind, s, s2)
-    with kind 0: fold into the slot, 1: scratch register ``s``, 2: address with base/index in scratch s/s2
-    (-1: allocated); loads are (a, s) in order, store (a, s) or None."""
-    pattern = [_decode(c) for c in codes]
-    fold = -1
-    # folding: only without another memory operand, never opmasks or legacy SSE (alignment and merge
-    # semantics differ from the register form), only for a value that appears once, and for a definition
-    # only when the view covers the whole slot (a narrower register write would have zero-extended)
-    if fold_ok and "M" not in pattern and not any(type(p) is tuple and p[0] == "m" for p in pattern):
-        for k, p in enumerate(pattern):
-            if p is None or p[1] == "k" or (p[1] == "vec" and m[0] != "v"):
-                continue
-            if sum(1 for q in pattern if q is not None and q[0] == p[0]) > 1:
-                continue
-            if k == 0 and not p[2] and (fast[1] or zero):
-                continue
-            fold = k
-            break
-    scratch: dict = {}   # a -> scratch index
-    taken: dict = {}     # cls -> scratch indices handed out
-
-    def scratch_of(p):
-        s = scratch.get(p[0])
-        if s is None:
-            s = scratch[p[0]] = taken.get(p[1], 0)
-            taken[p[1]] = s + 1
-        return s
-
-    actions, loads = [], []
-    store = None
-    for k, p in enumerate(pattern):
-        if p is None or p == "M":
-            continue
-        if p[0] == "m":
-            s = scratch_of(p[1]) if p[1] is not None else -1
-            s2 = scratch_of(p[2]) if p[2] is not None else -1
-            actions.append((k, 2, s, s2))
-            if not zero:
-                for q in (p[1], p[2]):
-                    if q is not None:
-                        loads.append((q[0], scratch[q[0]]))
-            continue
-        if k == fold:
-            actions.append((k, 0, -1, -1))
-            continue
-        s = scratch_of(p)
-        actions.append((k, 1, s, -1))
-        if k:
-            if not zero:
-                loads.append((p[0], s))
-        else:
-            if fast[1] or zero:
-                store = (p[0], s)
-            # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
-            if (fast[0] and not zero) or ((fast[1] or zero) and p[3]):
-                loads.append((p[0], s))
-    if fold >= 0:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
-        m = UNALIGNED.get(m, m)
-    return m, fold, tuple(actions), tuple(dict.fromkeys(loads)), store
-
-
-# bits of a one-value plan key above the view code (bits 0-6) and the operand positions (bits 7-12)
-ZERO_IDIOM = 1 << 13
-NO_FOLD = 1 << 14
-MULTI = 1 << 15  # a several-value key (``Spiller.rewrite_values``): 7 bits per operand from bit 16
-UNSPILLED_ADDRESS = 127  # its operand field for an address over allocated registers
-
-
-def _values_plan(m, fast, key, n):
-    """``_make_plan`` for a several-value key, with the scratch registers it needs, and the same without
-    folding: (mnemonic, fold, actions, loads, store, scratch needed, plan without folding or None)."""
-    codes = []
-    for k in range(n):
-        code = key >> (16 + 7 * k) & 127
-        codes.append(-1 if code == UNSPILLED_ADDRESS else code)
-    zero = bool(key & ZERO_IDIOM)
-    plans = []
-    for fold_ok in (True, False):
-        plan = _make_plan(m, fast, zero, fold_ok, codes)
-        plans.append(plan + (1 + max((s for _, _, s, _ in plan[2]), default=-1),))
-    return plans[0] + (plans[1] + (None,) if plans[0][1] >= 0 else None,)
-
-
-def _single_plan(m, fast, key, n):
-    """``_make_plan`` for one spilled value, from its key: the view's code, a bitmask of the operands (of
-    ``n``) that are that view, ZERO_IDIOM, NO_FOLD (another address, or the folded form has no encoding);
-    as (mnemonic, folds, scratch index, loads, stores)."""
-    where, code = key >> 7, key & 127
-    codes = [code if where >> k & 1 else 0 for k in range(n)]
-    mnemonic, fold, actions, loads, store = _make_plan(m, fast, bool(key & ZERO_IDIOM), not key & NO_FOLD, codes)
-    if fold >= 0 and not any(len(f.operands) == n and f.operands[fold].mem for f in FORMS.get(m, ())):
-        # no form takes memory there (``vfmadd231pd`` at operand 0): never try to fold
-        return _single_plan(m, fast, key | NO_FOLD, n)
-    return mnemonic, fold >= 0, actions[0][2], bool(loads), store is not None
-
-
-def _one_value_plan(m, fast, key, n):
-    """The one-value path's plan for ``key`` (see ``_single_plan``): (mnemonic, folds, loads, stores, plan
-    with NO_FOLD or None).  Without folding the value always gets scratch 0 (its load and store are cached
-    in the register's entry: ``Spiller._reg``)."""
-    mnemonic, folds, s, load, store = _single_plan(m, fast, key, n)
-    if folds:
-        return mnemonic, True, False, False, _one_value_plan(m, fast, key | NO_FOLD, n)
-    assert s == 0
-    return mnemonic, False, load, store, None
-
-
-def _unfoldable(key, new) -> bool:
-    """Whether ``new`` (a spilled register folded into its slot) has no encoding, cached by ``key``: the
-    single plan's key, the other operands and the view's size (the slot's offset does not matter), or
-    ``new`` itself (plans over several values)."""
-    unfoldable = _UNFOLDABLE.get(key)
-    if unfoldable is None:
-        if len(_UNFOLDABLE) > 100_000:  # many distinct immediates: start over rather than grow forever
-            _UNFOLDABLE.clear()
-        unfoldable = _UNFOLDABLE[key] = not has_form(new)
-    return unfoldable
-
-
-def _with(ops, k, op):
-    """``ops`` with operand ``k`` replaced by ``op`` (one tuple built for the common operand counts)."""
-    n = len(ops)
-    if n == 3:
-        return (op, ops[1], ops[2]) if k == 0 else (ops[0], op, ops[2]) if k == 1 else (ops[0], ops[1], op)
-    if n == 2:
-        return (op, ops[1]) if k == 0 else (ops[0], op)
-    return ops[:k] + (op,) + ops[k + 1:]
 
 
 class Spiller:
@@ -287,7 +148,7 @@ class Spiller:
         if spills is None:
             off, size = slot
             cls = key[0]
-            code = 8 * (1 + _CLASSES.index(cls) + 3 * ((op[1] == size) + 2 * (op[0] == GP and op[1] < 4)))
+            code = 8 * (1 + CLASSES.index(cls) + 3 * ((op[1] == size) + 2 * (op[0] == GP and op[1] < 4)))
             views = tuple(phys(op, n) for n in pool)
             spills = _VIEW_SPILLS[cache_key] = (code, views, _mem((_RSP, None, 1, off, op[1], 0, None)),
                                                 (-1, spill_move(key, pool[0], slot, self.vec_move, True)),
@@ -346,7 +207,7 @@ class Spiller:
             key |= ZERO_IDIOM
         plan = fast[4].get(key)
         if plan is None:
-            plan = fast[4][key] = _one_value_plan(it[0], fast, key, n)
+            plan = fast[4][key] = one_value_plan(it[0], fast, key, n)
         if plan[1]:  # fold into the slot: only without another address and where the form encodes
             if n == 3:
                 folds = type(new_ops[0]) is not Mem and type(new_ops[1]) is not Mem and type(new_ops[2]) is not Mem
@@ -356,10 +217,10 @@ class Spiller:
                 folds = Mem not in map(type, new_ops)
             if folds:
                 cache_key = (it[0], key, new_ops, op[1])
-                unfoldable = _UNFOLDABLE.get(cache_key)
+                unfoldable = UNFOLDABLE.get(cache_key)
                 if not unfoldable:
-                    new = _new(Instr, (plan[0], _with(new_ops, k, info[3]), None, False, (), ()))
-                    if unfoldable is not None or not _unfoldable(cache_key, new):
+                    new = _new(Instr, (plan[0], with_operand(new_ops, k, info[3]), None, False, (), ()))
+                    if unfoldable is not None or not unfoldable_form(cache_key, new):
                         steps.append((i, new))
                         return True
             plan = plan[4]  # the plan without folding
@@ -424,7 +285,7 @@ class Spiller:
             key |= ZERO_IDIOM
         plan = fast[4].get(key)
         if plan is None:
-            plan = fast[4][key] = _values_plan(it[0], fast, key, len(ops))
+            plan = fast[4][key] = values_plan(it[0], fast, key, len(ops))
         if plan[5] > self.nscratch:
             self._rewrite_borrowing(i, it, new_ops, fast, (plan, plan[6]) if plan[6] else (plan,), values, steps)
             return True
@@ -433,7 +294,7 @@ class Spiller:
         for k, kind, s, _ in actions:
             out[k] = at[k][2][s] if kind == 1 else at[k][3]
         new = _new(Instr, (mnemonic, tuple(out), None, False, (), ()))
-        if fold >= 0 and _unfoldable(new, new):  # no memory form there: scratch registers only
+        if fold >= 0 and unfoldable_form(new, new):  # no memory form there: scratch registers only
             plan = plan[6]
             if plan[5] > self.nscratch:  # the value that was to be folded needs a scratch register too
                 self._rewrite_borrowing(i, it, new_ops, fast, (plan,), values, steps)
@@ -485,7 +346,7 @@ class Spiller:
                         (None if index is None else self.operand_map[index])
                     out[k] = _mem((base, index) + op[2:])
             new = _instr((mnemonic, tuple(out)) + it[2:])
-            if fold < 0 or not _unfoldable(new, new):
+            if fold < 0 or not unfoldable_form(new, new):
                 break
         slots = self.slots
         moves = [(-1, spill_move(values[a][0], chosen[(values[a][0][0], s)], slots[values[a][0]], self.vec_move,
@@ -573,9 +434,9 @@ class Spiller:
                 values.append(v)
                 vinfos.append(info)
         key = tuple(codes)
-        plan = _PLANS.get(key)
+        plan = PLANS.get(key)
         if plan is None:
-            plan = _PLANS[key] = _make_plan(m, fast, key[1], True, key[3:])
+            plan = PLANS[key] = make_plan(m, fast, key[1], True, key[3:])
         mnemonic, fold, actions, loads, store = plan
         out = list(new_ops)
         nscratch = self.nscratch
@@ -591,7 +452,7 @@ class Spiller:
             else:
                 out[k] = self._address(ops[k], s, s2)
         new = _instr((mnemonic, tuple(out)) + it[2:])
-        if fold >= 0 and _unfoldable(new, new):  # no memory form there: scratch registers only
+        if fold >= 0 and unfoldable_form(new, new):  # no memory form there: scratch registers only
             plan = self._plan_without_folding(codes, m, fast)
             mnemonic, fold, actions, loads, store = plan
             if any(s >= nscratch for _, _, s, _ in actions):  # the value to fold needs a scratch register too
@@ -614,9 +475,9 @@ class Spiller:
     @staticmethod
     def _plan_without_folding(codes, m, fast):
         key = (codes[0], codes[1], False) + tuple(codes[3:])
-        plan = _PLANS.get(key)
+        plan = PLANS.get(key)
         if plan is None:
-            plan = _PLANS[key] = _make_plan(m, fast, key[1], False, key[3:])
+            plan = PLANS[key] = make_plan(m, fast, key[1], False, key[3:])
         return plan
 
     def _value_move(self, v, s, n, load):
