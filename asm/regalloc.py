@@ -35,8 +35,9 @@ from .liveness import CLS as _CLS
 from .liveness import FAST_SHAPES, analyse, build_cfg, fast_shapes
 from .operands import GP, GP64_REGS, K_REGS, XMM, YMM, YMM_REGS, ZMM, ZMM_REGS, Bind, Instr, Mem, Reg
 from .program import Program
-from .spill import _PHYS, SPILLED, Elided, ScratchShortage, Spiller
-from .spill import phys as _phys
+from .spill import Spiller
+from .spill_plans import _PHYS, SPILLED, Elided, ScratchShortage
+from .spill_plans import phys as _phys
 
 
 class AllocationError(RuntimeError):

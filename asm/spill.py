@@ -14,105 +14,44 @@ three operands key theirs by an int too (``rewrite_values``); spilled addresses 
 tuple keys (``rewrite_simple``).  Whether a folded form encodes is cached by the other operands.  Emitted
 items are (origin, item) steps; scratch views, slot operands and spill loads and stores depend only on
 view, slot and scratch registers: they are built once per process.  Other instructions (masks, implicit
-registers, calls) take the general path through ``effects.register_effects``.
+registers, calls) take the general path (``spill_general``) through ``effects.register_effects``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
-
-from .effects import is_zero_idiom, register_effects
-from .encoder import has_form
-from .operands import GP, K_REGS, KREG, XMM_REGS, YMM_REGS, ZMM_REGS, Instr, Mem, Reg
+from .effects import is_zero_idiom
+from .operands import GP, Instr, Mem, Reg
+from .spill_general import GeneralPath
 from .spill_plans import (
+    _RSP,
     CLASSES,
     MULTI,
     PLANS,
-    UNALIGNED,
+    SPILLED,
     UNFOLDABLE,
     UNSPILLED_ADDRESS,
     ZERO_IDIOM,
+    Elided,
+    ScratchShortage,
+    _instr,
+    _mem,
+    _new,
     make_plan,
     one_value_plan,
+    phys,
+    spill_move,
     unfoldable_form,
     values_plan,
     with_operand,
 )
 
-_RSP = Reg(GP, 8, 4)
-_VEC_KINDS = ("xmm", "ymm", "zmm")
-_PHYS: dict = {}
-_MOVES: dict = {}  # (class, register number, slot, vector move, load) -> spill load or store
 _VIEW_SPILLS: dict = {}  # (view kind, view size, slot, scratch pool, vector move) -> (plan code, scratch views,
 #                         slot operand, load and store steps through scratch 0)
-_instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
-_new = tuple.__new__  # _new(Instr, fields): the same without the partial's call (hottest paths)
-_mem = partial(tuple.__new__, Mem)  # Mem from a 7-tuple whose fields were validated already
-
-SPILLED = ("spilled",)  # the allocator's operand map value for operands over spilled values (a 1-tuple:
-#                         unequal to any operand at the length check, so ``SPILLED in ops`` is cheap)
-
-
-
-class ScratchShortage(Exception):
-    """An instruction needs more scratch registers of a class than were reserved (the allocator then
-    reserves more and starts over)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Elided:
-    """A register copy whose source and destination got the same register (emits nothing)."""
-
-    instr: Instr
-
-    def __str__(self) -> str:
-        return f"; elided {self.instr}"
-
-
-def phys(r: Reg, num: int) -> Reg:
-    """The physical register ``num`` with the view of ``r`` (cached: Reg construction is not free)."""
-    key = (r.kind, r.size, num)
-    p = _PHYS.get(key)
-    if p is None:
-        p = _PHYS[key] = Reg(r.kind, r.size, num)
-    return p
-
-
-_UNALIGNED_MOVE = {"movaps": "movups", "vmovaps": "vmovups"}
-_VIEW0 = {"gp": _RSP, "k": K_REGS[0], 16: XMM_REGS[0], 32: YMM_REGS[0], 64: ZMM_REGS[0]}
-
-
-def spill_move(key, num, slot, vec_move, load):
-    """Load (``load``) or store of value ``key``'s slot through physical register ``num`` (cached: the
-    same few moves recur in every function that spills)."""
-    cache_key = (key[0], num, slot, vec_move, load)
-    move = _MOVES.get(cache_key)
-    if move is None:
-        move = _MOVES[cache_key] = _spill_move(key, num, slot, vec_move, load)
-    return move
-
-
-def _spill_move(key, num, slot, vec_move, load):
-    off, size = slot
-    mem = _mem((_RSP, None, 1, off, size, 0, None))
-    if key[0] == "gp":
-        move, reg = "mov", phys(_RSP, num)
-    elif key[0] == "k":  # AVX512BW: part of the avx512 tier, the only one with opmasks
-        move, reg = "kmovq", phys(_VIEW0["k"], num)
-    else:
-        reg = phys(_VIEW0[size], num)
-        # unaligned moves: spill slots are 16-byte aligned only in functions that call out (found by the
-        # fuzzer: an xmm spill with movaps faulted in a leaf function)
-        move = "vmovups" if size > 16 else _UNALIGNED_MOVE.get(vec_move, vec_move)
-    return _instr((move, (reg, mem) if load else (mem, reg), None, False, (), ()))
-
-
 _CLASS_OF = {"gp": "gp", "xmm": "vec", "ymm": "vec", "zmm": "vec", "k": "k", "rip": "rip"}
 _BORROWABLE = {"gp": (0, 1, 2, 6, 7, 8, 9, 10, 11), "vec": tuple(range(16)), "k": tuple(range(1, 8))}
 
 
-class Spiller:
+class Spiller(GeneralPath):
     """Rewrites instructions that touch spilled values (see the module docstring)."""
 
     def __init__(self, program, a, slots, scratch_pools, operand_map, substitute, frame_end=0):
@@ -501,136 +440,3 @@ class Spiller:
             index = self.regs[index][2][s2] if s2 >= 0 else (None if index is None else self.operand_map[index])
             new = self.addrs[key] = _mem((base, index) + op[2:])
         return new
-
-    # ---- the general path ----------------------------------------------------------------------------
-    def sub(self, r, scratch, by_reg):
-        """A register after allocation; spilled values get the next scratch register of their class."""
-        if r is None:
-            return None
-        p = self.operand_map.get(r)
-        if p is None:
-            p = self.substitute(r)
-        if p is not SPILLED:
-            return p
-        j = self.ids_get(r)
-        if j is None:
-            j = self.value(r)
-        by_reg[r] = j
-        n = scratch.get(j)
-        if n is None:
-            n = self.scratch_for(j, scratch)
-        return phys(r, n)
-
-    def scratch_for(self, j, scratch) -> int:
-        """The next scratch register of value ``j``'s class in this instruction (borrowed beyond the reserved
-        ones: ``self.named`` holds the registers the instruction names)."""
-        keys = self.keys
-        cls = keys[j][0]
-        taken = [n for k, n in scratch.items() if keys[k][0] == cls]
-        pool = self.scratch_pools[cls]
-        n = scratch[j] = pool[len(taken)] if len(taken) < len(pool) else self._borrow(cls, self.named, taken)
-        return n
-
-    def fold_candidate(self, it: Instr, defs):
-        """(operand index, stack-slot Mem) when a spilled register operand can be read/written in place.
-
-        Only for instructions without another memory operand or mask, never legacy SSE (alignment and
-        merge semantics differ from the register form), only for a virtual that appears once, and for
-        a definition only when the view covers the whole slot (a narrower register write would have
-        zero-extended)."""
-        ops = it[1]
-        operand_map = self.operand_map
-        for j, op in enumerate(ops):
-            if type(op) is not Reg or operand_map.get(op) is not SPILLED or op[0] == KREG:
-                continue
-            if op[0] in _VEC_KINDS and it[0][0] != "v":
-                continue
-            num = op[2]
-            for k, o in enumerate(ops):
-                if k != j and type(o) is Reg and o[2] == num and o[3]:
-                    break
-            else:
-                mem = self.slot_mems.get(op)
-                if mem is None:
-                    off, size = self.slots[self.keys[self.value(op)]]
-                    mem = self.slot_mems[op] = (Mem(_RSP, disp=off, size=op[1]), op[1] == size)
-                if j == 0 and not mem[1] and op in defs:
-                    continue
-                return j, mem[0]
-        return None
-
-    def spill_moves(self, scratch, by_reg, regs, load, steps):
-        """Loads (before) or stores (after) of the scratch-held values among ``regs``."""
-        done = None
-        for r in regs:
-            j = by_reg.get(r)
-            if j is None:
-                continue
-            if done is None:
-                done = {j}
-            elif j in done:
-                continue
-            else:
-                done.add(j)
-            n = scratch[j]
-            key = self.keys[j]
-            pool = self.scratch_pools[key[0]]
-            if n not in pool:  # a borrowed register
-                steps.append((-1, self._move(key, n, load)))
-                continue
-            v = self.values.get(j)
-            if v is None:
-                v = self.values[j] = [key, [None, None, None], [None, None, None]]
-            steps.append(self._value_move(v, pool.index(n), n, load))
-
-    def rewrite(self, i, it, steps, no_fold=False):
-        """Any instruction: effects from ``register_effects``, the first foldable spilled register folded."""
-        uses, defs = register_effects(it)
-        operand_map, sub = self.operand_map, self.sub
-        ops = it[1]
-        fold = None
-        if it[2] is None and not no_fold and Mem not in map(type, ops):
-            fold = self.fold_candidate(it, defs)
-        scratch: dict = {}
-        by_reg: dict = {}
-        new_ops = []
-        # the registers it names after allocation, which a borrowed scratch register must not be
-        self.named = [p for p in map(self.operand_map.get, uses + defs) if p is not None and p is not SPILLED]
-        for j, op in enumerate(ops):
-            new = operand_map[op]
-            if new is not SPILLED:
-                new_ops.append(new)
-            elif fold is not None and j == fold[0]:
-                new_ops.append(fold[1])
-            elif type(op) is Reg:
-                new_ops.append(sub(op, scratch, by_reg))
-            else:
-                new_ops.append(_mem((sub(op[0], scratch, by_reg), sub(op[1], scratch, by_reg)) + op[2:]))
-        mnemonic = it[0]
-        if fold is not None:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
-            mnemonic = UNALIGNED.get(mnemonic, mnemonic)
-        mask = it[2]
-        if mask is not None:
-            mask = sub(mask, scratch, by_reg)
-        new = _instr((mnemonic, tuple(new_ops), mask, it[3], it[4], it[5]))
-        if fold is not None and not has_form(new):  # no memory form there: scratch registers only
-            return self.rewrite(i, it, steps, no_fold=True)
-        step = (i, Elided(new) if i in self.copies and new_ops[0] == new_ops[1] else new)
-        if not scratch:
-            steps.append(step)
-            return
-        # 8/16-bit writes keep the register's other bytes: reload so a spilled value behaves the same
-        narrow = [r for r in defs if r[0] == GP and r[1] < 4]
-        loads: list = []
-        self.spill_moves(scratch, by_reg, uses + narrow if narrow else uses, True, loads)
-        stores: list = []
-        self.spill_moves(scratch, by_reg, defs, False, stores)
-        counts: dict = {}
-        chosen = []  # ((class, scratch index), register) in the order the scratch registers were taken
-        for j, n in scratch.items():
-            cls = self.keys[j][0]
-            counts[cls] = s = counts.get(cls, -1) + 1
-            chosen.append(((cls, s), n))
-        self._around(chosen, loads, step, stores, steps)
-
-

@@ -1,14 +1,87 @@
-"""Spill plans: how an instruction whose registers are all explicit operands is rewritten, as a function of
-its mnemonic and of the pattern of its spilled operands only (positions, classes, which are one value,
-narrow GP views, views narrower than their slot), so that ``spill.Spiller`` makes each plan once per
-pattern and process.  A plan says which operand is folded into its stack slot, which scratch register
-(index within the class) each spilled value gets, and which values are loaded before and stored after.
+"""Spill plans and spill moves, shared by the rewrite paths of ``spill.Spiller``.
+
+A plan says how an instruction whose registers are all explicit operands is rewritten, as a function of its
+mnemonic and of the pattern of its spilled operands only (positions, classes, which are one value, narrow GP
+views, views narrower than their slot), so that each plan is made once per pattern and process: which
+operand is folded into its stack slot, which scratch register (index within the class) each spilled value
+gets, and which values are loaded before and stored after.  Spill loads and stores depend only on class,
+register and slot: they are built once per process too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 from .encoder import has_form
 from .forms import FORMS
+from .operands import GP, K_REGS, XMM_REGS, YMM_REGS, ZMM_REGS, Instr, Mem, Reg
+
+_RSP = Reg(GP, 8, 4)
+_VEC_KINDS = ("xmm", "ymm", "zmm")
+_PHYS: dict = {}
+_MOVES: dict = {}  # (class, register number, slot, vector move, load) -> spill load or store
+_instr = partial(tuple.__new__, Instr)  # Instr from a 6-tuple without the Python-level __new__ (hot paths)
+_new = tuple.__new__  # _new(Instr, fields): the same without the partial's call (hottest paths)
+_mem = partial(tuple.__new__, Mem)  # Mem from a 7-tuple whose fields were validated already
+
+SPILLED = ("spilled",)  # the allocator's operand map value for operands over spilled values (a 1-tuple:
+#                         unequal to any operand at the length check, so ``SPILLED in ops`` is cheap)
+
+
+
+class ScratchShortage(Exception):
+    """An instruction needs more scratch registers of a class than were reserved (the allocator then
+    reserves more and starts over)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Elided:
+    """A register copy whose source and destination got the same register (emits nothing)."""
+
+    instr: Instr
+
+    def __str__(self) -> str:
+        return f"; elided {self.instr}"
+
+
+def phys(r: Reg, num: int) -> Reg:
+    """The physical register ``num`` with the view of ``r`` (cached: Reg construction is not free)."""
+    key = (r.kind, r.size, num)
+    p = _PHYS.get(key)
+    if p is None:
+        p = _PHYS[key] = Reg(r.kind, r.size, num)
+    return p
+
+
+_UNALIGNED_MOVE = {"movaps": "movups", "vmovaps": "vmovups"}
+_VIEW0 = {"gp": _RSP, "k": K_REGS[0], 16: XMM_REGS[0], 32: YMM_REGS[0], 64: ZMM_REGS[0]}
+
+
+def spill_move(key, num, slot, vec_move, load):
+    """Load (``load``) or store of value ``key``'s slot through physical register ``num`` (cached: the
+    same few moves recur in every function that spills)."""
+    cache_key = (key[0], num, slot, vec_move, load)
+    move = _MOVES.get(cache_key)
+    if move is None:
+        move = _MOVES[cache_key] = _spill_move(key, num, slot, vec_move, load)
+    return move
+
+
+def _spill_move(key, num, slot, vec_move, load):
+    off, size = slot
+    mem = _mem((_RSP, None, 1, off, size, 0, None))
+    if key[0] == "gp":
+        move, reg = "mov", phys(_RSP, num)
+    elif key[0] == "k":  # AVX512BW: part of the avx512 tier, the only one with opmasks
+        move, reg = "kmovq", phys(_VIEW0["k"], num)
+    else:
+        reg = phys(_VIEW0[size], num)
+        # unaligned moves: spill slots are 16-byte aligned only in functions that call out (found by the
+        # fuzzer: an xmm spill with movaps faulted in a leaf function)
+        move = "vmovups" if size > 16 else _UNALIGNED_MOVE.get(vec_move, vec_move)
+    return _instr((move, (reg, mem) if load else (mem, reg), None, False, (), ()))
+
 
 UNALIGNED = {"vmovaps": "vmovups", "vmovapd": "vmovupd", "vmovdqa": "vmovdqu", "vmovdqa32": "vmovdqu32",
              "vmovdqa64": "vmovdqu64"}
