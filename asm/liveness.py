@@ -227,24 +227,29 @@ def analyse(items, avx512: bool) -> Analysis:
         lastdef_setdefault(j, pos)
         counts[j] += 1
 
+    def read_address(op, use):
+        """The base and index registers of memory operand ``op`` are read at ``use`` (the walk's common
+        shapes inline this, with the registers of the last address remembered: see below)."""
+        r, x = op[0], op[1]
+        if r is not None and r[0] != RIP:
+            j = ids_get(r)
+            if j is None:
+                j = new_value(r)
+            ends_setdefault(j, use)
+            counts[j] += 1
+        if x is not None:
+            j = ids_get(x)
+            if j is None:
+                j = new_value(x)
+            ends_setdefault(j, use)
+            counts[j] += 1
+
     def first_value(op, use):
         """Operand 0 seen for the first time: its new value, or None for memory (whose registers are read)."""
         if type(op) is Reg:
             return new_value(op)
         if type(op) is Mem:
-            r, x = op[0], op[1]
-            if r is not None and r[0] != RIP:
-                j = ids_get(r)
-                if j is None:
-                    j = new_value(r)
-                ends_setdefault(j, use)
-                counts[j] += 1
-            if x is not None:
-                j = ids_get(x)
-                if j is None:
-                    j = new_value(x)
-                ends_setdefault(j, use)
-                counts[j] += 1
+            read_address(op, use)
         return None
 
     # the registers of the last memory operand read as u1 (and as u2), their values and how often each was
@@ -392,12 +397,7 @@ def analyse(items, avx512: bool) -> Analysis:
             mode = fast[5]
             if mode > 2:  # a zero-idiom mnemonic
                 if is_zero_idiom(it):  # ``vxorpd x, x, x``: a definition of operand 0 only
-                    j = ids_get(first)
-                    if j is None:
-                        j = new_value(first)
-                    masks[j] |= (2 << ends_pop(j, pos)) - (1 << pos)
-                    lastdef_setdefault(j, pos)
-                    counts[j] += 1
+                    zero_def(first, pos)
                     if avx512 and m in _LOW_CANDIDATES and _needs_low_vector(it) and first[3] and first[0] in _VEC:
                         needs_low.add(first[2])
                     continue
@@ -435,20 +435,7 @@ def analyse(items, avx512: bool) -> Analysis:
                     ends_setdefault(j, use)
                     counts[j] += 1
                 elif type(op) is Mem:
-                    r = op[0]
-                    if r is not None and r[0] != RIP:
-                        j = ids_get(r)
-                        if j is None:
-                            j = new_value(r)
-                        ends_setdefault(j, use)
-                        counts[j] += 1
-                    r = op[1]
-                    if r is not None:
-                        j = ids_get(r)
-                        if j is None:
-                            j = new_value(r)
-                        ends_setdefault(j, use)
-                        counts[j] += 1
+                    read_address(op, use)
             if fast[6]:  # a register copy (a coalescing hint) or an instruction that may need registers 0-15
                 if fast[3] and type(it[1][-1]) is Reg and is_register_copy(it):  # (not ``mov r, imm``)
                     _hint(it, pos >> 1, ids, copies, hints)

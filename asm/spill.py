@@ -58,7 +58,6 @@ class Spiller(GeneralPath):
         self.keys, self.ids_get, self.copies = a.keys, a.ids.get, a.copies
         self.frame_end = frame_end  # bytes of frame slots so far (borrowed registers add theirs)
         self.temps: dict = {}       # (class, borrowed register) -> its frame slot
-        self.named: list = []       # the general path's instruction: registers it names after allocation
         # a borrowed vector register is saved whole: ymm/zmm where the program uses them
         self.vec_temp = (64 if program.isa == "avx512" else 32) if a.wide else 16
         self.value, self.slots, self.scratch_pools = a.value, slots, scratch_pools
@@ -226,7 +225,7 @@ class Spiller(GeneralPath):
         if plan is None:
             plan = fast[4][key] = values_plan(it[0], fast, key, len(ops))
         if plan[5] > self.nscratch:
-            self._rewrite_borrowing(i, it, new_ops, fast, (plan, plan[6]) if plan[6] else (plan,), values, steps)
+            self._rewrite_borrowing(i, it, new_ops, (plan, plan[6]) if plan[6] else (plan,), values, steps)
             return True
         mnemonic, fold, actions, loads, store = plan[:5]
         out = list(new_ops)
@@ -236,25 +235,17 @@ class Spiller(GeneralPath):
         if fold >= 0 and unfoldable_form(new, new):  # no memory form there: scratch registers only
             plan = plan[6]
             if plan[5] > self.nscratch:  # the value that was to be folded needs a scratch register too
-                self._rewrite_borrowing(i, it, new_ops, fast, (plan,), values, steps)
+                self._rewrite_borrowing(i, it, new_ops, (plan,), values, steps)
                 return True
             mnemonic, fold, actions, loads, store = plan[:5]
             for k, _, s, _ in actions:
                 out[k] = at[k][2][s]
             new = _new(Instr, (mnemonic, tuple(out), None, False, (), ()))
-        for a, s in loads:
-            v = values[a]
-            move = v[1][s]
-            steps.append(move if move is not None else self._value_move(v, s, infos[a][2][s][2], True))
-        steps.append((i, Elided(new) if fast[3] and i in self.copies and out[0] == out[1] else new))
-        if store is not None:
-            a, s = store
-            v = values[a]
-            move = v[2][s]
-            steps.append(move if move is not None else self._value_move(v, s, infos[a][2][s][2], False))
+        self._emit(loads, (i, Elided(new) if fast[3] and i in self.copies and out[0] == out[1] else new), store,
+                   values, infos, steps)
         return True
 
-    def _rewrite_borrowing(self, i, it, new_ops, fast, plans, values, steps):
+    def _rewrite_borrowing(self, i, it, new_ops, plans, values, steps):
         """Rewrite from a plan (``plans``: it, then the plan without folding or None) that needs more scratch
         registers of a class than are reserved (one per class at first, which spills fewer values): the
         others are borrowed from registers that the instruction does not name, each saved to a frame slot
@@ -381,7 +372,7 @@ class Spiller(GeneralPath):
         nscratch = self.nscratch
         if any(s >= nscratch or s2 >= nscratch for _, _, s, s2 in actions):
             no_fold = self._plan_without_folding(codes, m, fast) if fold >= 0 else None
-            self._rewrite_borrowing(i, it, new_ops, fast, (plan, no_fold) if no_fold else (plan,), values, steps)
+            self._rewrite_borrowing(i, it, new_ops, (plan, no_fold) if no_fold else (plan,), values, steps)
             return
         for k, kind, s, s2 in actions:
             if kind == 1:
@@ -395,21 +386,27 @@ class Spiller(GeneralPath):
             plan = self._plan_without_folding(codes, m, fast)
             mnemonic, fold, actions, loads, store = plan
             if any(s >= nscratch for _, _, s, _ in actions):  # the value to fold needs a scratch register too
-                self._rewrite_borrowing(i, it, new_ops, fast, (plan,), values, steps)
+                self._rewrite_borrowing(i, it, new_ops, (plan,), values, steps)
                 return
             for k, _, s, _ in actions:  # scratch registers only: folding needs no other address
                 out[k] = regs_get(ops[k])[2][s]
             new = _instr((mnemonic, tuple(out)) + it[2:])
+        self._emit(loads, (i, Elided(new) if i in self.copies and out[0] == out[1] else new), store, values,
+                   vinfos, steps)
+
+    def _emit(self, loads, step, store, values, infos, steps):
+        """A plan's spill loads ((a, scratch index) pairs), the rewritten instruction's step, its spill store;
+        ``values`` and ``infos`` give each spilled value (by a) its entry and a register info."""
         for a, s in loads:
             v = values[a]
             move = v[1][s]
-            steps.append(move if move is not None else self._value_move(v, s, vinfos[a][2][s][2], True))
-        steps.append((i, Elided(new) if i in self.copies and out[0] == out[1] else new))
+            steps.append(move if move is not None else self._value_move(v, s, infos[a][2][s][2], True))
+        steps.append(step)
         if store is not None:
             a, s = store
             v = values[a]
             move = v[2][s]
-            steps.append(move if move is not None else self._value_move(v, s, vinfos[a][2][s][2], False))
+            steps.append(move if move is not None else self._value_move(v, s, infos[a][2][s][2], False))
 
     @staticmethod
     def _plan_without_folding(codes, m, fast):

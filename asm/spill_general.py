@@ -14,7 +14,7 @@ from .spill_plans import _RSP, _VEC_KINDS, SPILLED, UNALIGNED, Elided, _instr, _
 class GeneralPath:
     """Mixin of ``spill.Spiller`` (its attributes: operand_map, substitute, keys, values, slots, ...)."""
 
-    def sub(self, r, scratch, by_reg):
+    def sub(self, r, scratch, by_reg, effects):
         """A register after allocation; spilled values get the next scratch register of their class."""
         if r is None:
             return None
@@ -29,17 +29,18 @@ class GeneralPath:
         by_reg[r] = j
         n = scratch.get(j)
         if n is None:
-            n = self.scratch_for(j, scratch)
+            n = self.scratch_for(j, scratch, effects)
         return phys(r, n)
 
-    def scratch_for(self, j, scratch) -> int:
-        """The next scratch register of value ``j``'s class in this instruction (borrowed beyond the reserved
-        ones: ``self.named`` holds the registers the instruction names)."""
+    def scratch_for(self, j, scratch, effects) -> int:
+        """The next scratch register of value ``j``'s class in this instruction: reserved, or borrowed from
+        the registers that none of ``effects`` (the instruction's registers) is after allocation."""
         keys = self.keys
         cls = keys[j][0]
         taken = [n for k, n in scratch.items() if keys[k][0] == cls]
         pool = self.scratch_pools[cls]
-        n = scratch[j] = pool[len(taken)] if len(taken) < len(pool) else self._borrow(cls, self.named, taken)
+        n = scratch[j] = pool[len(taken)] if len(taken) < len(pool) else \
+            self._borrow(cls, list(map(self.operand_map.get, effects)), taken)
         return n
 
     def fold_candidate(self, it: Instr, defs):
@@ -105,8 +106,7 @@ class GeneralPath:
         scratch: dict = {}
         by_reg: dict = {}
         new_ops = []
-        # the registers it names after allocation, which a borrowed scratch register must not be
-        self.named = [p for p in map(self.operand_map.get, uses + defs) if p is not None and p is not SPILLED]
+        effects = uses + defs  # what a borrowed scratch register must not be
         for j, op in enumerate(ops):
             new = operand_map[op]
             if new is not SPILLED:
@@ -114,15 +114,16 @@ class GeneralPath:
             elif fold is not None and j == fold[0]:
                 new_ops.append(fold[1])
             elif type(op) is Reg:
-                new_ops.append(sub(op, scratch, by_reg))
+                new_ops.append(sub(op, scratch, by_reg, effects))
             else:
-                new_ops.append(_mem((sub(op[0], scratch, by_reg), sub(op[1], scratch, by_reg)) + op[2:]))
+                new_ops.append(_mem((sub(op[0], scratch, by_reg, effects), sub(op[1], scratch, by_reg, effects))
+                                    + op[2:]))
         mnemonic = it[0]
         if fold is not None:  # a stack slot is only 8-byte aligned in leaf functions: no aligned moves there
             mnemonic = UNALIGNED.get(mnemonic, mnemonic)
         mask = it[2]
         if mask is not None:
-            mask = sub(mask, scratch, by_reg)
+            mask = sub(mask, scratch, by_reg, effects)
         new = _instr((mnemonic, tuple(new_ops), mask, it[3], it[4], it[5]))
         if fold is not None and not has_form(new):  # no memory form there: scratch registers only
             return self.rewrite(i, it, steps, no_fold=True)
