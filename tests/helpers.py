@@ -130,3 +130,11 @@ def views2d(draw, dtype, n, m, lo=-100, hi=100):
     if kind == "window":
         return draw(arrays(dtype, (n + 2, m + 3), lo, hi))[1:n + 1, 2:m + 2]
     return draw(arrays(dtype, (n, 2 * m), lo, hi))[::-1, ::-2]
+
+
+def gemm(A, B, C):
+    """The textbook matmul nest, shared by the schedule, tiling and work-group tests."""
+    for i in range(C.shape[0]):
+        for j in range(C.shape[1]):
+            for k in range(A.shape[1]):
+                C[i, j] += A[i, k] * B[k, j]

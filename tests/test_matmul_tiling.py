@@ -9,14 +9,7 @@ from hypothesis import strategies as st
 
 import polyjit
 
-from helpers import check
-
-
-def gemm(A, B, C):
-    for i in range(C.shape[0]):
-        for j in range(C.shape[1]):
-            for k in range(A.shape[1]):
-                C[i, j] += A[i, k] * B[k, j]
+from helpers import check, gemm
 
 
 def gemm_ikj(A, B, C):

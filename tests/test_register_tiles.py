@@ -10,16 +10,9 @@ from hypothesis import strategies as st
 import polyjit
 from polyjit import ScheduleError
 
-from helpers import check
+from helpers import check, gemm
 
 pytestmark = pytest.mark.opencl
-
-
-def gemm(A, B, C):
-    for i in range(C.shape[0]):
-        for j in range(C.shape[1]):
-            for k in range(A.shape[1]):
-                C[i, j] += A[i, k] * B[k, j]
 
 
 def strided(R=2, L=4, K=4, **kw):

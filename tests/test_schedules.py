@@ -12,16 +12,9 @@ from hypothesis import strategies as st
 import polyjit
 from polyjit.lowering import transform as T
 
-from helpers import arrays, check
+from helpers import arrays, check, gemm
 
 pytestmark = pytest.mark.opencl
-
-
-def gemm(A, B, C):
-    for i in range(C.shape[0]):
-        for j in range(C.shape[1]):
-            for k in range(A.shape[1]):
-                C[i, j] += A[i, k] * B[k, j]
 
 
 def jacobi_2d(A, B, steps):

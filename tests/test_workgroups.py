@@ -6,18 +6,11 @@ import pytest
 
 import polyjit
 
-from helpers import check
+from helpers import check, gemm
 
 pytestmark = pytest.mark.opencl
 
 GROUPS = ("i_outer", "j_outer", "i_inner", "j_inner")
-
-
-def gemm(A, B, C):
-    for i in range(C.shape[0]):
-        for j in range(C.shape[1]):
-            for k in range(A.shape[1]):
-                C[i, j] += A[i, k] * B[k, j]
 
 
 def matmul(A, B, C):
