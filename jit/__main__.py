@@ -48,6 +48,7 @@ def _inspect(target: str, types: str | None, where: str) -> int:
     path, _, name = where.rpartition(":")
     spec = importlib.util.spec_from_file_location("_polyjit_inspected", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
     spec.loader.exec_module(module)
     fn = getattr(module, name)
     fn = getattr(fn, "py_func", fn)

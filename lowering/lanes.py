@@ -75,7 +75,7 @@ class LaneLoop(Vectorizer):
     # -- analysis ---------------------------------------------------------------------------------------
     def plan(self) -> bool:
         em, n = self.em, self.n
-        if em.isa not in ("sse2", "avx2") or n.step != 1 or not any(isinstance(x, For) for x in n.body):
+        if n.step != 1 or not any(isinstance(x, For) for x in n.body):
             return False
         c = n.cond
         if not (isinstance(c, E.Compare) and c.op in ("lt", "le") and isinstance(c.left, E.Var)

@@ -224,6 +224,14 @@ def test_cli_cache_commands(tmp_path):
 
 def test_cli_inspect(tmp_path):
     (tmp_path / "k.py").write_text(textwrap.dedent('''
+        from __future__ import annotations
+
+        from dataclasses import dataclass
+
+        @dataclass
+        class Unrelated:  # dataclass looks its module up in sys.modules (string annotations)
+            x: int
+
         def saxpy(a, x, y, out):
             for i in range(len(x)):
                 out[i] = a * x[i] + y[i]

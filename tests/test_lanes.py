@@ -231,3 +231,21 @@ def test_odd_indices(tier):
     for fn in (cancelled, doubled):
         for n in (0, 1, 6, 9):
             check(polyjit.kernel(fn, cache=False), A, np.zeros(n))
+
+
+@pytest.mark.parametrize("isa", ["sse2", "avx2", "avx512"])
+def test_lanes_use_the_tiers_full_vectors(isa, monkeypatch):
+    """Every tier runs conv2d's j in lanes of its widest vectors (xmm, ymm, zmm): no tier falls back to the
+    scalar loop, and the lanes stay bit-identical."""
+    from polyjit.asm.cpu import available_tiers
+    if isa not in available_tiers():
+        pytest.skip(f"this CPU has no {isa}")
+    monkeypatch.setenv("POLYJIT_ISA", isa)
+    rng = np.random.default_rng(3)
+    img, w = rng.random((37, 41)).astype(np.float32), rng.random((5, 5)).astype(np.float32)
+    k = polyjit.kernel(conv2d, cache=False)
+    check(k, img, w, np.zeros((33, 37), np.float32))
+    listing = k.inspect_asm(img, w, np.zeros((33, 37), np.float32))
+    reg = {"sse2": "xmm", "avx2": "ymm", "avx512": "zmm"}[isa]
+    mul = "mulps" if isa == "sse2" else "vmulps"
+    assert any(f"{mul} {reg}" in line for line in listing.splitlines()), listing
