@@ -33,7 +33,7 @@ from .looptree import For, Run
 from .vectorize import WIDTH, _uses, linear
 
 MAX_GROUPS = 48
-BLOCKING_ISAS = ("sse2", "avx2")  # the tiers the block emitter writes code for (xmm/ymm registers)
+BLOCKING_ISAS = ("sse2", "avx2", "avx512")  # the tiers the block emitter writes code for (xmm/ymm/zmm)
 MAX_TRIP = 64
 
 

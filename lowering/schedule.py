@@ -32,7 +32,7 @@ def apply_hints(model: KernelModel, options, *, target: str = "native", gpu: boo
             if tiled is not model:
                 return tiled
         # tiles for register blocking only where the block emitter writes code for the machine's tier
-        tile = target == "native" and isa_tier() in BLOCKING_ISAS
+        tile = isa_tier() if target == "native" and isa_tier() in BLOCKING_ISAS else None
         return _prefetch(auto_schedule(model, parallel_reductions=reductions, tile=tile), options)
     tail = getattr(options, "tail", "guard")
 

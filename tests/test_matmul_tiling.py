@@ -2,12 +2,16 @@
 guarded tails (full_tiles.py): differential against `.py_func` (bit-identical: no fastmath), the schedule
 chosen, and the versioned machine code."""
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import polyjit
+from polyjit.asm import available_tiers
 
 from helpers import check, gemm
 
@@ -32,41 +36,68 @@ def _args(n, m, p, dtype=np.float64, seed=0):
             rng.random((n, m)).astype(dtype))
 
 
-HEURISTIC = polyjit.kernel(gemm, target="native")
-IKJ = polyjit.kernel(gemm_ikj, target="native")
+TIERS = available_tiers()
+COLUMNS = {"sse2": {8: 8, 4: 8}, "avx2": {8: 8, 4: 8}, "avx512": {8: 32, 4: 64}}  # tier -> itemsize -> j tile
+_KERNELS: dict = {}
 
 
-@settings(max_examples=30, deadline=None)
-@given(n=st.integers(0, 23), m=st.integers(0, 27), p=st.integers(0, 9),
-       dtype=st.sampled_from([np.float32, np.float64]), which=st.sampled_from(["ijk", "ikj"]))
-def test_heuristic_tiles_match_python(n, m, p, dtype, which):
-    check(HEURISTIC if which == "ijk" else IKJ, *_args(n, m, p, dtype))
+@contextmanager
+def tier(isa):
+    """POLYJIT_ISA=isa while a kernel compiles and runs (a kernel keeps the code of the tier it was first
+    called at: one kernel per tier)."""
+    old = os.environ.get("POLYJIT_ISA")
+    os.environ["POLYJIT_ISA"] = isa
+    try:
+        yield _KERNELS.setdefault(isa, (polyjit.kernel(gemm, target="native"),
+                                        polyjit.kernel(gemm_ikj, target="native")))
+    finally:
+        if old is None:
+            del os.environ["POLYJIT_ISA"]
+        else:
+            os.environ["POLYJIT_ISA"] = old
 
 
-@pytest.mark.parametrize("n, m, p", [(6, 17, 1030), (11, 9, 513), (5, 8, 512)])
-def test_heuristic_tiles_across_k_tiles(n, m, p):  # several k_outer iterations, packed tiles of B
-    check(HEURISTIC, *_args(n, m, p))
-    check(IKJ, *_args(n, m, p, np.float32))
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 23), m=st.integers(0, 70), p=st.integers(0, 9),
+       dtype=st.sampled_from([np.float32, np.float64]), which=st.sampled_from(["ijk", "ikj"]),
+       isa=st.sampled_from(TIERS))
+def test_heuristic_tiles_match_python(n, m, p, dtype, which, isa):
+    with tier(isa) as (ijk, ikj):
+        check(ijk if which == "ijk" else ikj, *_args(n, m, p, dtype))
 
 
-def test_heuristic_tiles_views():
-    A, B, C = _args(13, 21, 30)
-    check(HEURISTIC, A, B, np.asfortranarray(C))
-    check(HEURISTIC, A[::2], B[:, 1::2], C[::2, :10])
-    check(HEURISTIC, np.ascontiguousarray(A.T).T, B.T.copy().T, C)
+@pytest.mark.parametrize("isa", TIERS)
+@pytest.mark.parametrize("n, m, p", [(6, 17, 1030), (11, 9, 513), (5, 8, 512), (6, 66, 515)])
+def test_heuristic_tiles_across_k_tiles(n, m, p, isa):  # several k_outer iterations, packed tiles of B
+    with tier(isa) as (ijk, ikj):
+        check(ijk, *_args(n, m, p))
+        check(ikj, *_args(n, m, p, np.float32))
 
 
-def test_heuristic_schedule_of_a_matmul_like_nest():
-    from polyjit.asm import isa_tier
-    from polyjit.lowering.blocking import BLOCKING_ISAS
-    text = HEURISTIC.inspect_schedule(*_args(3, 3, 3))
-    if isa_tier() not in BLOCKING_ISAS:  # AVX-512: no block emitter, so no tiling for it
-        assert "_outer" not in text
-        return
-    assert "j_outer:floor((j)/8), k_outer:floor((k)/512), 0, i_outer:floor((i)/5)" in text
+@pytest.mark.parametrize("isa", TIERS)
+def test_heuristic_tiles_views(isa):
+    A, B, C = _args(13, 21, 70)
+    with tier(isa) as (ijk, _):
+        check(ijk, A, B, np.asfortranarray(C))
+        check(ijk, A[::2], B[:, 1::2], C[::2, :10])
+        check(ijk, np.ascontiguousarray(A.T).T, B.T.copy().T, C)
+        A, B, C = _args(7, 130, 5, np.float32)
+        check(ijk, A, B, C)
+        check(ijk, A, B[:, ::2], C[:, :65])
+
+
+@pytest.mark.parametrize("isa", TIERS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_heuristic_schedule_of_a_matmul_like_nest(isa, dtype):
+    """5 rows, j in tiles of COLUMNS (avx512: four zmm vectors a row), k in tiles of 512."""
+    args = _args(3, 3, 3, dtype)
+    with tier(isa):
+        text = polyjit.kernel(gemm, target="native", cache=False).inspect_schedule(*args)
+        asm = polyjit.kernel(gemm, target="native", cache=False).inspect_asm(*args)
+    cols = COLUMNS[isa][np.dtype(dtype).itemsize]
+    assert f"j_outer:floor((j)/{cols}), k_outer:floor((k)/512), 0, i_outer:floor((i)/5)" in text
     for tag in ("i_inner=unroll", "j_inner=vector", "B=prefetch:k_outer", "j_outer=parallel"):
         assert tag in text
-    asm = HEURISTIC.inspect_asm(*_args(3, 3, 3))
     assert "fulltile" in asm and "partialtile" in asm  # full tiles blocked, partial ones as written
 
 
