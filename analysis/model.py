@@ -195,25 +195,28 @@ class KernelModel:
     def schedule_width(self) -> int:
         return max((len(dims) for _, dims in self.schedule or self.original_schedule()), default=0)
 
-    def instruction_schedule_map(self, iid: str, width: int | None = None) -> isl.Map:
-        """S[i, j] -> [time] for one instruction, restricted to its domain, padded with zeros to `width`."""
+    def instruction_schedule_map(self, iid: str, width: int | None = None, domain: isl.Set | None = None
+                                 ) -> isl.Map:
+        """S[i, j] -> [time] for one instruction, restricted to its domain (or to `domain`), padded with
+        zeros to `width`."""
         dims = dict(self.schedule or self.original_schedule())[iid]
         width = self.schedule_width() if width is None else width
         ins = self.instruction(iid)
+        domain = ins.domain if domain is None else domain
         exprs = [d.expr for d in dims] + ["0"] * (width - len(dims))
         # the legality checks ask for the same maps many times per compilation (each candidate schedule,
         # each dependence): built once per (instruction domain, schedule row). isl objects are immutable.
-        key = (iid, tuple(exprs), tuple(ins.loops), id(ins.domain))
+        key = (iid, tuple(exprs), tuple(ins.loops), id(domain))
         hit = _SCHEDULE_MAPS.get(key)
-        if hit is not None and hit[0] is ins.domain:
+        if hit is not None and hit[0] is domain:
             return hit[1]
-        space = ins.domain.get_space()
+        space = domain.get_space()
         params = ", ".join(space.get_dim_name(isl.dim_type.param, k) for k in range(space.dim(isl.dim_type.param)))
         m = isl.Map(f"[{params}] -> {{ {ins.id}[{', '.join(ins.loops)}] -> [{', '.join(exprs)}] }}")
-        m = m.intersect_domain(ins.domain)
+        m = m.intersect_domain(domain)
         if len(_SCHEDULE_MAPS) >= 512:
             _SCHEDULE_MAPS.clear()
-        _SCHEDULE_MAPS[key] = (ins.domain, m)  # the domain kept alive, so its id is not reused
+        _SCHEDULE_MAPS[key] = (domain, m)  # the domain kept alive, so its id is not reused
         return m
 
     def schedule_map(self) -> isl.UnionMap:

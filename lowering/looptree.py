@@ -9,6 +9,7 @@ import islpy as isl
 
 from ..analysis import expr as E
 from ..analysis.model import KernelModel
+from .ast_audit import Audit, has_strides, hull_maps
 from .tails import base_id, separated_schedule, union_maps
 
 
@@ -107,9 +108,13 @@ def convert_expr(e: isl.AstExpr) -> E.Expr:
     return E.BoolOp(name, args[0], args[1])
 
 
-def _ast(model: KernelModel, maps: dict, origin: list, schedule: isl.UnionMap, names: list | None = None):
-    """isl's AST for `schedule`, with the unroll options of the model's tags (`names`: the loop iterators')."""
+def _ast(model: KernelModel, maps: dict, origin: list, schedule: isl.UnionMap, names: list | None = None,
+         audit: Audit | None = None):
+    """isl's AST for `schedule`, with the unroll options of the model's tags (`names`: the loop iterators'),
+    `audit` called at every statement placed."""
     build = isl.AstBuild.from_context(model.context)
+    if audit is not None:
+        build = build.set_at_each_domain(audit)[0]
     if names:
         ids = isl.IdList.alloc(schedule.get_ctx(), len(names))
         for name in names:
@@ -191,6 +196,17 @@ def _without_constant_dims(model: KernelModel, maps: dict, width: int) -> tuple[
     return out, [d for d in range(width) if d not in fixed]
 
 
+def _names(origin: list) -> list | None:
+    return [f"c{d}" for d in origin] if None not in origin and origin != list(range(len(origin))) else None
+
+
+def _annotated(node) -> bool:
+    try:
+        return node.get_annotation() is not None
+    except isl.Error:
+        return False
+
+
 def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) -> LoopTree:
     """Loop code for `model` under `schedule` (default: the original program order)."""
     width = model.schedule_width()
@@ -205,13 +221,18 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
     if schedule.is_empty():
         return LoopTree(())
     # iterators keep the number of the model's schedule dimension where the built schedule drops some
-    names = [f"c{d}" for d in origin] if None not in origin and origin != list(range(len(origin))) else None
+    names = _names(origin)
+
+    def ast(maps, origin, schedule, names, exact=None):
+        audit = Audit(maps, names, exact) if exact is not None or has_strides(maps) else None
+        return _ast(model, maps, origin, schedule, names, audit), audit
+
     try:
         if None in origin:
             with _operation_quota(schedule.get_ctx(), SEPARATED_AST_QUOTA):
-                node = _ast(model, maps, origin, schedule)
+                node, audit = ast(maps, origin, schedule, None)
         else:
-            node = _ast(model, maps, origin, schedule, names)
+            node, audit = ast(maps, origin, schedule, names)
     except isl.Error:
         if None not in origin:
             raise
@@ -219,7 +240,18 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
         # unrolled by 8) and takes minutes over others (seed 1003 program 210: split by 8, unrolled, under a
         # strided reversed loop); the guarded tails run the same instances in the same order
         maps, origin = plain, list(range(width))
-        node = _ast(model, maps, origin, union_maps(maps))
+        node, audit = ast(maps, origin, union_maps(maps), None)
+    guards = {}
+    if audit is not None and (audit.shifted or audit.failed is not None):
+        # isl placed a statement with strides off its schedule (ast_audit.py): stride-free hulls, guarded
+        maps, exact = hull_maps(model, width)
+        maps, origin = _without_constant_dims(model, maps, width)
+        names = _names(origin)
+        node, audit = ast(maps, origin, union_maps(maps), names, exact)
+        if audit.shifted or audit.failed is not None:
+            raise RuntimeError(f"isl's AST places instructions of {model.name} off their schedule "
+                               "even over stride-free domains") from audit.failed
+        guards = audit.guards
     dim_of = {f"c{d}": d for d in origin} if names else {f"c{k}": d for k, d in enumerate(origin)}
     instructions = {ins.id: ins for ins in model.instructions}
     schedules = dict(model.schedule or model.original_schedule())
@@ -255,7 +287,9 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
             iid = base_id(call.get_op_arg(0).get_id().get_name())
             ins = instructions[iid]
             args = [convert_expr(call.get_op_arg(k)) for k in range(1, call.get_op_n_arg())]
-            return (Run(iid, tuple(zip(ins.loops, args))),)
+            run = Run(iid, tuple(zip(ins.loops, args)))
+            guard = guards.get(n.get_annotation().get_name()) if guards and _annotated(n) else None
+            return (run,) if guard is None else (If(convert_expr(guard), (run,)),)
         if t == isl.ast_node_type.mark:
             return convert(n.mark_get_node())
         raise NotImplementedError(f"isl AST node {t}")

@@ -566,3 +566,46 @@ def test_bounds_checks_in_a_select_arm_store_the_error_once(hints):
     assert source.count("if (pj_bad) *pj_err = pj_bad;") == source.count("__kernel void")
     with pytest.raises(IndexError, match="out of bounds for array `B`"):
         k(rng.random((4, 4, 4)), rng.random((3, 4, 1)), 4)
+
+
+def parity_branches(B, C, D, n):  # fuzz seed 3302 program 2369, reduced
+    s = 0.0  # noqa: F841 (a statement before the nest: the schedule keeps its first dimension)
+    for j in range(n):
+        D[j] -= C[j]
+        for k in range(2, n - 2):
+            if j == 2:
+                B[n - 1 - j] += B[j]
+            if j >= n // 2 and k % 2 == 0:
+                C[k] = 0.5
+            else:
+                B[k] += j
+
+
+@pytest.mark.parametrize("n", [0, 5, 6, 7, 9, 12])
+def test_isl_shifting_a_strided_statement_past_another_is_caught(n):
+    """The fuzzer found isl's AST builder running `B[k] += j` (odd k: a strided domain) one iteration of k
+    early, before `B[3] += B[2]` that the schedule puts first (wrong B[3]); lowering/ast_audit.py notices the
+    shifted placement and builds the loops over stride-free hulls with guards."""
+    rng = np.random.default_rng(n)
+    k = polyjit.kernel(parity_branches, cache=False)
+    args = (rng.random(max(n, 1)).astype(np.float32), rng.random(max(n, 1)), rng.random(max(n, 1)), n)
+    check(k, *args)
+    assert "k=(c3 + 1)" not in k.inspect_schedule(*args)
+
+
+def test_audit_tells_shifted_placements_apart():
+    import islpy as isl
+
+    from polyjit.lowering.ast_audit import Audit, has_strides
+    text = ("[n] -> { S4[j, k] -> [1, j, 1, k, 2] : 0 <= j < n and 2 <= k <= n - 3 and (((k + 1) mod 2 = 0 and "
+            "k >= 3) or (k mod 2 = 0 and 2j <= n - 2)); S3[j, k] -> [1, j, 1, k, 1] : k mod 2 = 0 and 0 <= j < n "
+            "and 2j >= n - 1 and 2 <= k <= n - 3; S2[j = 2, k] -> [1, 2, 1, k, 0] : n >= 3 and 2 <= k <= n - 3 }")
+    maps = {}
+    isl.UnionMap(text).foreach_map(lambda m: maps.__setitem__(m.get_tuple_name(isl.dim_type.in_), m))
+    assert has_strides(maps)
+    audit = Audit(maps, None)
+    build = isl.AstBuild.from_context(isl.Set("[n] -> { : }")).set_at_each_domain(audit)[0]
+    build.node_from_schedule_map(isl.UnionMap(text))
+    assert audit.shifted and audit.failed is None
+    plain = {name: m for name, m in maps.items() if name == "S2"}
+    assert not has_strides(plain)
