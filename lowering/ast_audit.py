@@ -49,12 +49,21 @@ class Audit:
             name = placed.get_tuple_name(isl.dim_type.in_)
             space = build.get_schedule_space()
             loops = [space.get_dim_name(isl.dim_type.set, k) for k in range(space.dim(isl.dim_type.set))]
-            dims = [self.position[x] if self.position else int(x[1:]) for x in loops]
             times = self.maps[name]
-            for d in reversed(range(times.dim(isl.dim_type.out))):
+            width = times.dim(isl.dim_type.out)
+            dims = [self.position.get(x, width) if self.position else int(x[1:]) for x in loops]
+            for d in reversed(range(width)):
                 if d not in dims:
                     times = times.project_out(isl.dim_type.out, d, 1)
-            if not placed.is_equal(times.intersect_domain(placed.domain())):
+            # loops past the schedule's dimensions run instances that share their times (a schedule that is
+            # not one-to-one on a hull): any order is the schedule's
+            on_schedule = placed
+            for k in reversed(range(len(dims))):
+                if dims[k] >= width:
+                    on_schedule = on_schedule.project_out(isl.dim_type.out, k, 1)
+            if self.exact is not None:  # instances of the hull outside the domain never run
+                on_schedule = on_schedule.intersect_domain(self.exact[name])
+            if not on_schedule.is_equal(times.intersect_domain(on_schedule.domain())):
                 self.shifted = True
             if self.exact is not None:
                 wanted = self.exact[name].apply(placed)

@@ -609,3 +609,25 @@ def test_audit_tells_shifted_placements_apart():
     assert audit.shifted and audit.failed is None
     plain = {name: m for name, m in maps.items() if name == "S2"}
     assert not has_strides(plain)
+
+
+def parity_then_reversed_stride(A, B, n):  # fuzz seed 3302 program 4323, reduced
+    s = 0
+    for i in range(2, n, 3):
+        if i % 2 == 1:
+            B[i] = 3.0 + i
+        else:
+            A[n - 1 - i] = A[0] + i
+    for j in range(n - 1, 0, -2):
+        s = s + j
+    return s
+
+
+@pytest.mark.parametrize("n", [0, 3, 8, 13])
+def test_stride_free_hulls_keep_schedules_that_assume_the_stride(n):
+    """The rebuild over hulls (ast_audit.py) met `split={'j': 2}` of a reversed loop of step 2, whose schedule
+    is one-to-one only on the loop's own iterations: isl adds a loop over the instances sharing a time, which
+    the audit must not count as a shift (it did: RuntimeError)."""
+    k = polyjit.kernel(parity_then_reversed_stride, cache=False, split={"j": 2})
+    rng = np.random.default_rng(n)
+    check(k, rng.random(max(n, 1)), rng.random(max(n, 1)), n)
