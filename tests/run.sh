@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup
 DIFF="tests/test_differential.py tests/test_slices.py tests/test_semantics.py tests/test_parallel.py tests/test_schedules.py"
-echo "== full suite, default target (native at the machine's tier)"
+TIER=$(python3 -c "from polyjit.asm import isa_tier; print(isa_tier())")
+echo "== full suite, default target (native at the machine's tier: $TIER)"
 python3 -m pytest -p no:cacheprovider
 for isa in sse2 avx2; do
     echo "== native, POLYJIT_ISA=$isa"
