@@ -42,6 +42,7 @@ class Audit:
         self.shifted = False
         self.failed: Exception | None = None
         self.guards: dict = {}  # annotation name -> isl AstExpr of the guard
+        self.placements: list = []  # (statement, instance -> loop iterations, schedule dimension of each loop)
 
     def __call__(self, node, build):
         try:
@@ -65,6 +66,7 @@ class Audit:
                 on_schedule = on_schedule.intersect_domain(self.exact[name])
             if not on_schedule.is_equal(times.intersect_domain(on_schedule.domain())):
                 self.shifted = True
+            self.placements.append((name, placed, dims))
             if self.exact is not None:
                 wanted = self.exact[name].apply(placed)
                 if not wanted.is_equal(placed.range()):
@@ -84,3 +86,30 @@ def hull_maps(model: KernelModel, width: int) -> tuple[dict, dict]:
         maps[ins.id] = model.instruction_schedule_map(ins.id, width, domain=hull)
         exact[ins.id] = ins.domain
     return maps, exact
+
+
+def order_kept(audit: Audit) -> bool:
+    """Whether isl's shifts keep the schedule's order: an instance runs at its times with the loop dimensions
+    replaced by the iterations isl runs it in (the other dimensions order the statements of one iteration),
+    and no pair of instances may run in the opposite order of their times. isl's legal shifts pass (an odd-k
+    statement beside an even-k one, both in iteration k of a loop of step 2); fuzz seed 3302 program 2369's
+    does not."""
+    run = None
+    for name, placed, dims in audit.placements:
+        times = audit.maps[name]
+        width, loops = times.dim(isl.dim_type.out), placed.dim(isl.dim_type.out)
+        t = [f"t{d}" for d in range(width)]
+        i = [f"i{k}" for k in range(loops)]
+        at = {d: i[k] for k, d in enumerate(dims) if d < width}
+        substitute = isl.Map(f"{{ [{', '.join(t + i)}] -> [{', '.join(at.get(d, t[d]) for d in range(width))}] }}",
+                             context=times.get_ctx())
+        when = times.intersect_domain(placed.domain()).flat_range_product(placed)
+        when = when.apply_range(substitute.align_params(when.get_space()))
+        run = isl.UnionMap.from_map(when) if run is None else run.union(isl.UnionMap.from_map(when))
+    if run is None:
+        return True
+    scheduled = None
+    for m in audit.maps.values():
+        scheduled = isl.UnionMap.from_map(m) if scheduled is None else scheduled.union(isl.UnionMap.from_map(m))
+    inverted = scheduled.lex_lt_union_map(scheduled).intersect(run.lex_gt_union_map(run))
+    return inverted.is_empty()

@@ -9,7 +9,7 @@ import islpy as isl
 
 from ..analysis import expr as E
 from ..analysis.model import KernelModel
-from .ast_audit import Audit, has_strides, hull_maps
+from .ast_audit import Audit, has_strides, hull_maps, order_kept
 from .tails import base_id, separated_schedule, union_maps
 
 
@@ -196,6 +196,13 @@ def _without_constant_dims(model: KernelModel, maps: dict, width: int) -> tuple[
     return out, [d for d in range(width) if d not in fixed]
 
 
+def _order_kept(audit: Audit) -> bool:
+    try:
+        return order_kept(audit)
+    except isl.Error:  # cannot tell: the guarded rebuild is right either way
+        return False
+
+
 def _names(origin: list) -> list | None:
     return [f"c{d}" for d in origin] if None not in origin and origin != list(range(len(origin))) else None
 
@@ -242,7 +249,7 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
         maps, origin = plain, list(range(width))
         node, audit = ast(maps, origin, union_maps(maps), None)
     guards = {}
-    if audit is not None and (audit.shifted or audit.failed is not None):
+    if audit is not None and (audit.failed is not None or (audit.shifted and not _order_kept(audit))):
         # isl placed a statement with strides off its schedule (ast_audit.py): stride-free hulls, guarded
         maps, exact = hull_maps(model, width)
         maps, origin = _without_constant_dims(model, maps, width)

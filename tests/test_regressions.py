@@ -596,7 +596,7 @@ def test_isl_shifting_a_strided_statement_past_another_is_caught(n):
 def test_audit_tells_shifted_placements_apart():
     import islpy as isl
 
-    from polyjit.lowering.ast_audit import Audit, has_strides
+    from polyjit.lowering.ast_audit import Audit, has_strides, order_kept
     text = ("[n] -> { S4[j, k] -> [1, j, 1, k, 2] : 0 <= j < n and 2 <= k <= n - 3 and (((k + 1) mod 2 = 0 and "
             "k >= 3) or (k mod 2 = 0 and 2j <= n - 2)); S3[j, k] -> [1, j, 1, k, 1] : k mod 2 = 0 and 0 <= j < n "
             "and 2j >= n - 1 and 2 <= k <= n - 3; S2[j = 2, k] -> [1, 2, 1, k, 0] : n >= 3 and 2 <= k <= n - 3 }")
@@ -606,9 +606,35 @@ def test_audit_tells_shifted_placements_apart():
     audit = Audit(maps, None)
     build = isl.AstBuild.from_context(isl.Set("[n] -> { : }")).set_at_each_domain(audit)[0]
     build.node_from_schedule_map(isl.UnionMap(text))
-    assert audit.shifted and audit.failed is None
+    assert audit.shifted and audit.failed is None and not order_kept(audit)
     plain = {name: m for name, m in maps.items() if name == "S2"}
     assert not has_strides(plain)
+    # a legal shift: odd i beside even i, both in iteration i of a loop of step 2 (kept, no rebuild)
+    text = "[n] -> { A[i] -> [i, 0] : 0 <= i < n and i mod 2 = 0; B[i] -> [i, 1] : 0 <= i < n and i mod 2 = 1 }"
+    maps = {}
+    isl.UnionMap(text).foreach_map(lambda m: maps.__setitem__(m.get_tuple_name(isl.dim_type.in_), m))
+    audit = Audit(maps, None)
+    build = isl.AstBuild.from_context(isl.Set("[n] -> { : }")).set_at_each_domain(audit)[0]
+    assert "B(c0 + 1)" in build.node_from_schedule_map(isl.UnionMap(text)).to_C_str()
+    assert audit.shifted and order_kept(audit)
+
+
+def even_odd(x, a):
+    for i in range(len(x)):
+        if i % 2 == 0:
+            a[i] = x[i] * 2.0
+        else:
+            a[i] = x[i] + 1.0
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 64])
+def test_legal_isl_shifts_keep_their_loop_of_step_two(n):
+    """isl runs the odd branch in the even iteration's loop step (`S1(i=(c1 + 1))`): the audit sees the shift,
+    finds the order kept and keeps the loop (the guarded rebuild ran 2.3x slower here)."""
+    k = polyjit.kernel(even_odd, cache=False)
+    x = np.random.default_rng(n).random(n)
+    check(k, x, np.zeros(n))
+    assert "c1 += 2" in k.inspect_schedule(x, np.zeros(n))
 
 
 def parity_then_reversed_stride(A, B, n):  # fuzz seed 3302 program 4323, reduced
