@@ -6,11 +6,12 @@ the same loop depth is ordered between the two; isl 0.26's builder (islpy 2026.2
 not (fuzz seed 3302 program 2369: `S4(c1, c3 + 1)` ran before `S2(2, c3 + 1)`, which the schedule puts
 first), and the kernel computes a wrong result.
 
-`Audit` runs at every statement isl places (`set_at_each_domain`): the loop iterations isl runs an instance
-in must equal that instance's schedule times in the loops' dimensions. Where any placement differs, the
-caller builds the AST again from `hull_maps` -- every domain replaced by its polyhedral hull, which has no
-strides, so there is nothing to shift -- with each statement guarded by its exact domain (`Audit` with
-`exact`: an isl expression over the iterators, attached to the node as an annotation `guards` keys).
+`Audit` runs at every statement isl places (`set_at_each_domain`) and notes where the loop iterations isl runs
+an instance in differ from that instance's schedule times in the loops' dimensions (a shift). A shift is kept
+when it keeps the schedule's order (`order_kept`); otherwise the caller builds the AST again from `hull_maps`
+-- every domain replaced by its polyhedral hull, which has no strides, so there is nothing to shift -- with
+each statement guarded by its exact domain (`Audit` with `exact`: an isl expression over the iterators,
+attached to the node as an annotation `guards` keys).
 Identity: the guarded statements over the hulls run exactly the instances of the exact domains, each in its
 scheduled iteration; statements whose domains have no strides are never audited (no cost).
 """

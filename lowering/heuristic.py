@@ -124,7 +124,7 @@ def _constant_trip(domain: isl.Set, pos: int) -> int | None:
 # partial tiles guarded (full tiles run blocked, full_tiles.py), threads on j_outer
 MATMUL_TILE = {"i": 5, "j": 8, "k": 512}  # by role: the rows of the block, its columns, the sum
 # at avx512 a row of the block is 4 zmm vectors (256 bytes: 32 float64 or 64 float32 columns), so 20 of the 32
-# registers accumulate: 42 and 83 GFLOP/s for n=512 float64/float32 here, against 36 and 50 with one zmm a row
+# registers accumulate: 42 and 83 GFLOP/s for n=512 float64/float32 here, against 27 and 50 with one zmm a row
 MATMUL_ROW_BYTES = {"avx512": 256}
 
 

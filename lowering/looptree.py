@@ -207,11 +207,12 @@ def _names(origin: list) -> list | None:
     return [f"c{d}" for d in origin] if None not in origin and origin != list(range(len(origin))) else None
 
 
-def _annotated(node) -> bool:
+def _annotation(node) -> str | None:
     try:
-        return node.get_annotation() is not None
-    except isl.Error:
-        return False
+        annotation = node.get_annotation()
+    except isl.Error:  # none
+        return None
+    return None if annotation is None else annotation.get_name()
 
 
 def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) -> LoopTree:
@@ -295,7 +296,7 @@ def build_loop_tree(model: KernelModel, schedule: isl.UnionMap | None = None) ->
             ins = instructions[iid]
             args = [convert_expr(call.get_op_arg(k)) for k in range(1, call.get_op_n_arg())]
             run = Run(iid, tuple(zip(ins.loops, args)))
-            guard = guards.get(n.get_annotation().get_name()) if guards and _annotated(n) else None
+            guard = guards.get(_annotation(n)) if guards else None
             return (run,) if guard is None else (If(convert_expr(guard), (run,)),)
         if t == isl.ast_node_type.mark:
             return convert(n.mark_get_node())

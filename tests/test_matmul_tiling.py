@@ -48,8 +48,9 @@ def tier(isa):
     old = os.environ.get("POLYJIT_ISA")
     os.environ["POLYJIT_ISA"] = isa
     try:
-        yield _KERNELS.setdefault(isa, (polyjit.kernel(gemm, target="native"),
-                                        polyjit.kernel(gemm_ikj, target="native")))
+        if isa not in _KERNELS:
+            _KERNELS[isa] = polyjit.kernel(gemm, target="native"), polyjit.kernel(gemm_ikj, target="native")
+        yield _KERNELS[isa]
     finally:
         if old is None:
             del os.environ["POLYJIT_ISA"]
